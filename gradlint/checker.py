@@ -1,0 +1,82 @@
+"""The one `check` every front end calls: the CLI, the flake8 plugin and the runtime share it."""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gradlint.analysis import analyse
+from gradlint.core import Finding
+from gradlint.rules import ALL_RULES, selected_rules
+
+NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.IGNORECASE)
+
+
+class SourceError(Exception):
+    """The file cannot be read or parsed; `line`/`col` are 1-based (1, 1 when unknown)."""
+
+    def __init__(self, message: str, line: int = 1, col: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.col = col
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    findings: tuple[Finding, ...] = ()
+    error: SourceError | None = None
+
+
+def decode_source(data: bytes) -> str:
+    """Decode as Python does: BOM, then a PEP 263 cookie, then UTF-8."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError) as error:
+        raise SourceError(f"cannot decode: {error}") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def parse_source(text: str, filename: str = "<unknown>") -> ast.Module:
+    try:
+        return ast.parse(text, filename=filename)
+    except SyntaxError as error:
+        line = error.lineno or 1
+        col = error.offset or 1
+        raise SourceError(f"cannot parse: {error.msg}", line, col) from None
+    except (ValueError, RecursionError, MemoryError) as error:
+        raise SourceError(f"cannot parse: {type(error).__name__}: {error}") from None
+
+
+def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None = None) -> list[Finding]:
+    """Findings for an already parsed module, `# noqa` not applied (flake8 applies its own)."""
+    rules = selected_rules(codes) if codes is not None else [r for r in ALL_RULES if r.RULE.enabled_by_default]
+    facts = analyse(tree, lines)
+    findings = {finding for rule in rules for finding in rule.check(facts)}
+    return sorted(findings, key=Finding.sort_key)
+
+
+def check_source(text: str, filename: str = "<unknown>", codes: Iterable[str] | None = None) -> list[Finding]:
+    """Parse, analyse and drop findings silenced by `# noqa` on their line."""
+    tree = parse_source(text, filename)
+    lines = text.splitlines()
+    return [f for f in check_tree(tree, lines, codes) if not is_suppressed(f, lines)]
+
+
+def is_suppressed(finding: Finding, lines: Sequence[str]) -> bool:
+    index = finding.location.line - 1
+    if not 0 <= index < len(lines):
+        return False
+    match = NOQA.search(lines[index])
+    if match is None:
+        return False
+    codes = match.group("codes")
+    if codes is None:
+        return True
+    return any(finding.code.startswith(code.upper()) for code in re.split(r"[,\s]+", codes) if code)

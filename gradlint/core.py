@@ -1,0 +1,71 @@
+"""The vocabulary every stage shares: where something is, what was found, which rule found it.
+
+The static analysis, the runtime tracer, the reporters and the fixers all speak in these types,
+so a finding looks the same whether it came from reading the code or from watching it run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A span of source code. Lines and columns are 1-based; columns count characters."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+
+@dataclass(frozen=True)
+class Related:
+    """The other line a finding involves (the step a clear starves, the clear that is too far out)."""
+
+    location: Location
+    message: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    name: str
+    message: str
+    location: Location
+    related: tuple[Related, ...] = ()
+
+    def sort_key(self) -> tuple[Location, str]:
+        return (self.location, self.code)
+
+
+class EventKind(Enum):
+    """What a statement does to an optimizer's gradients."""
+
+    BACKWARD = "backward"  # adds the loss's gradients into .grad
+    STEP = "step"  # an optimizer (or a manual update) applies .grad to the parameters
+    CLEAR = "clear"  # .grad is zeroed or set to None
+    SCALE = "scale"  # accumulated gradients are divided by the accumulation count
+    GRAD_READ = "grad_read"  # something reads .grad: the backward had a use besides a step
+    GRAD_WRITE = "grad_write"  # .grad is overwritten with computed values (p.grad = g)
+    UNKNOWN = "unknown"  # code we cannot see receives the optimizer or the model
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule's identity and its user documentation, in the sections every rule page has."""
+
+    code: str
+    name: str
+    summary: str
+    what_it_does: str
+    why_bad: str
+    example: str
+    use_instead: str
+    runtime: str = ""
+    references: tuple[str, ...] = ()
+    fixable: bool = False
+    enabled_by_default: bool = True
+    valid: tuple[str, ...] = field(default=(), repr=False)
+    invalid: tuple[str, ...] = field(default=(), repr=False)

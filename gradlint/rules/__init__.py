@@ -1,0 +1,58 @@
+"""The rule registry. Each rule is a module with `RULE` (identity and docs) and `check(facts)`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+
+from gradlint.rules import (
+    gl101_clear_less_often_than_step,
+    gl102_gradients_never_cleared,
+    gl103_clear_discards_unstepped_gradients,
+    gl201_backward_never_applied,
+    gl301_accumulation_not_scaled,
+)
+
+ALL_RULES: tuple[ModuleType, ...] = (
+    gl101_clear_less_often_than_step,
+    gl102_gradients_never_cleared,
+    gl103_clear_discards_unstepped_gradients,
+    gl201_backward_never_applied,
+    gl301_accumulation_not_scaled,
+)
+RULES_BY_CODE = {rule.RULE.code: rule for rule in ALL_RULES}
+
+
+class UnknownCodeError(ValueError):
+    pass
+
+
+def resolve_codes(
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    extend_select: Iterable[str] | None = None,
+) -> set[str]:
+    """The codes to report. `select` replaces the default set; prefixes such as `GL1` are allowed."""
+    if select is None:
+        chosen = {code for code, rule in RULES_BY_CODE.items() if rule.RULE.enabled_by_default}
+    else:
+        chosen = _expand(select)
+    chosen |= _expand(extend_select or ())
+    return chosen - _expand(ignore or ())
+
+
+def selected_rules(codes: Iterable[str]) -> list[ModuleType]:
+    return [RULES_BY_CODE[code] for code in sorted(set(codes)) if code in RULES_BY_CODE]
+
+
+def _expand(prefixes: Iterable[str]) -> set[str]:
+    codes: set[str] = set()
+    for prefix in prefixes:
+        prefix = prefix.strip().upper()
+        if not prefix:
+            continue
+        matched = {code for code in RULES_BY_CODE if code.startswith(prefix)}
+        if not matched:
+            raise UnknownCodeError(f"unknown rule code {prefix!r}")
+        codes |= matched
+    return codes
