@@ -1,0 +1,109 @@
+"""Turning results into what the user reads. Each format is a pure function: results in, text out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+
+from gradlint.checker import FileResult
+from gradlint.core import Finding
+
+ERROR_CODE = "GL000"
+JSON_VERSION = 1
+
+BOLD = "\x1b[1m"
+RED = "\x1b[31m"
+CYAN = "\x1b[36m"
+RESET = "\x1b[0m"
+
+Painter = Callable[[str, str], str]  # (text, style) -> text as the terminal should show it
+
+
+def ordered(results: Sequence[FileResult]) -> list[FileResult]:
+    """By path, so output does not depend on the order the paths were named or walked."""
+    return sorted(results, key=lambda result: result.path)
+
+
+def ordered_findings(result: FileResult) -> list[Finding]:
+    return sorted(result.findings, key=lambda f: (f.location.line, f.location.col, f.code))
+
+
+def format_text(
+    results: Sequence[FileResult],
+    color: bool = False,
+    sources: Mapping[str, str] | None = None,
+) -> str:
+    """`path:line:col: CODE message` lines; with `sources`, each finding's line and a caret under it."""
+    paint = _painter(color)
+    lines: list[str] = []
+    for result in ordered(results):
+        if result.error is not None:
+            error = result.error
+            lines.append(
+                f"{paint(result.path, BOLD)}:{error.line}:{error.col}: "
+                f"{paint(ERROR_CODE, RED)} {error.message}"
+            )
+        source = (sources or {}).get(result.path)
+        source_lines = source.splitlines() if source is not None else None
+        for finding in ordered_findings(result):
+            lines.extend(_finding_lines(result.path, finding, paint, source_lines))
+    return "".join(line + "\n" for line in lines)
+
+
+def _finding_lines(path: str, finding: Finding, paint: Painter, source: Sequence[str] | None) -> list[str]:
+    where = finding.location
+    lines = [f"{paint(path, BOLD)}:{where.line}:{where.col}: {paint(finding.code, RED)} {finding.message}"]
+    if source is not None and 0 < where.line <= len(source):
+        lines.extend(_snippet(source[where.line - 1], finding, paint))
+    for related in finding.related:
+        lines.append(
+            f"    {path}:{related.location.line}:{related.location.col}: "
+            f"{paint('note', CYAN)}: {related.message}"
+        )
+    return lines
+
+
+def _snippet(source_line: str, finding: Finding, paint: Painter) -> list[str]:
+    where = finding.location
+    # Keep tabs so the caret lines up however the terminal expands them.
+    indent = "".join(c if c == "\t" else " " for c in source_line[: where.col - 1])
+    width = where.end_col - where.col if where.end_line == where.line else 1
+    return [f"    {source_line}", f"    {indent}{paint('^' * max(width, 1), RED)}"]
+
+
+def _painter(color: bool) -> Painter:
+    if not color:
+        return lambda text, style: text
+    return lambda text, style: f"{style}{text}{RESET}"
+
+
+def format_json(results: Sequence[FileResult]) -> str:
+    findings = [
+        _finding_json(result.path, finding)
+        for result in ordered(results)
+        for finding in ordered_findings(result)
+    ]
+    errors = [
+        {"path": result.path, "message": result.error.message}
+        for result in ordered(results)
+        if result.error is not None
+    ]
+    document = {"version": JSON_VERSION, "findings": findings, "errors": errors}
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _finding_json(path: str, finding: Finding) -> dict:
+    where = finding.location
+    return {
+        "path": path,
+        "line": where.line,
+        "col": where.col,
+        "end_line": where.end_line,
+        "end_col": where.end_col,
+        "code": finding.code,
+        "name": finding.name,
+        "message": finding.message,
+        "related": [
+            {"line": r.location.line, "col": r.location.col, "message": r.message} for r in finding.related
+        ],
+    }
