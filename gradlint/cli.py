@@ -1,0 +1,92 @@
+"""The `gradlint` command: arguments in, `check_source` over each file, a report out, an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Sequence
+
+from gradlint import __version__
+from gradlint.checker import FileResult, SourceError, check_source
+from gradlint.files import display_name, expand_paths, read_source
+from gradlint.report import format_json, format_text
+from gradlint.rules import UnknownCodeError, resolve_codes
+
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2  # bad usage, or a file that could not be checked: its bugs went unseen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_check(build_parser().parse_args(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradlint", description="Find gradient bugs in PyTorch training loops."
+    )
+    parser.add_argument("--version", action="version", version=f"gradlint {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    check = commands.add_parser("check", help="check Python files and directories")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="files, directories, or - for stdin")
+    check.add_argument("--select", type=code_list, help="only these codes or prefixes, comma-separated")
+    check.add_argument("--ignore", type=code_list, help="leave out these codes or prefixes")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+    return parser
+
+
+def code_list(value: str) -> list[str]:
+    return [code.strip() for code in value.split(",") if code.strip()]
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        codes = resolve_codes(select=args.select, ignore=args.ignore)
+    except UnknownCodeError as error:
+        print(f"gradlint: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    checked = [check_path(path, codes) for path in expand_paths(args.paths)]
+    results = [result for result, _ in checked]
+    write_report(render(args, results, {result.path: text for result, text in checked if text}))
+    return exit_code(results)
+
+
+def check_path(path: str, codes: Iterable[str]) -> tuple[FileResult, str]:
+    """One file's result, and its text if it has findings (for the snippets under them).
+
+    Never raises: one file that cannot be checked must not hide the findings in the others.
+    """
+    name = display_name(path)
+    try:
+        text = read_source(path)
+        findings = tuple(check_source(text, name, codes))
+        return FileResult(name, findings), text if findings else ""
+    except SourceError as error:
+        return FileResult(name, error=error), ""
+    except Exception as error:  # a bug in gradlint: say so for this file, keep checking the others
+        return FileResult(name, error=SourceError(f"internal error: {type(error).__name__}: {error}")), ""
+
+
+def render(args: argparse.Namespace, results: list[FileResult], sources: dict[str, str]) -> str:
+    if args.format == "json":
+        return format_json(results)
+    on_terminal = sys.stdout.isatty()
+    color = on_terminal and not args.no_color and not os.environ.get("NO_COLOR")  # see no-color.org
+    return format_text(results, color=color, sources=sources if on_terminal else None)
+
+
+def write_report(report: str) -> None:
+    try:
+        sys.stdout.write(report)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `gradlint check . | head` stopped reading; the exit code still tells the outcome.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def exit_code(results: Sequence[FileResult]) -> int:
+    if any(result.error is not None for result in results):
+        return EXIT_ERROR
+    return EXIT_FINDINGS if any(result.findings for result in results) else EXIT_CLEAN
