@@ -1,0 +1,36 @@
+"""gradlint as a flake8 plugin: the same findings, filtered by flake8's own --select and `# noqa`."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Sequence
+
+from gradlint import __version__
+from gradlint.checker import check_tree
+from gradlint.report import ERROR_CODE
+from gradlint.rules import RULES_BY_CODE
+
+
+class GradlintChecker:
+    name = "gradlint"
+    version = __version__
+
+    def __init__(self, tree: ast.Module, lines: Sequence[str]) -> None:
+        self.tree = tree
+        self.lines = [line.rstrip("\r\n") for line in lines]  # as check_source sees them: no line ends
+
+    def run(self) -> Iterator[tuple[int, int, str, type]]:
+        try:
+            # Every code: flake8's --select, --ignore and noqa decide what the user sees.
+            findings = check_tree(self.tree, self.lines, codes=set(RULES_BY_CODE))
+        except Exception as error:  # a gradlint bug must not abort the user's whole flake8 run
+            yield 1, 0, f"{ERROR_CODE} internal error: {type(error).__name__}: {error}", type(self)
+            return
+        for finding in findings:
+            # flake8 adds one to the column it is given; ours are 1-based already.
+            yield (
+                finding.location.line,
+                finding.location.col - 1,
+                f"{finding.code} {finding.message}",
+                type(self),
+            )
