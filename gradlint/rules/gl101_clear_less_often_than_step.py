@@ -1,9 +1,96 @@
-"""GL101 (being written)."""
+"""GL101: gradients are cleared less often than the optimizer steps."""
 
+from __future__ import annotations
+
+from gradlint.analysis.facts import Facts, StaleStep
 from gradlint.core import Finding, Rule
+from gradlint.rules.base import code, finding, loop_phrase, one_per_place
 
-RULE = Rule(code="GL101", name="clear-less-often-than-step", summary="", what_it_does="", why_bad="", example="", use_instead="")
+RULE = Rule(
+    code="GL101",
+    name="clear-less-often-than-step",
+    summary="zero_grad() runs less often than step(): each step re-applies gradients earlier steps already used",
+    what_it_does=(
+        "Finds a clear of an optimizer's gradients (`optimizer.zero_grad()`, `model.zero_grad()`, "
+        "`p.grad = None`) that does not run before every `step()` of that optimizer: typically "
+        "`zero_grad()` once per epoch, or once before training, while `step()` runs every batch."
+    ),
+    why_bad=(
+        "`backward()` adds into `.grad`; nothing else clears it. PyTorch does not reset gradients per "
+        "batch. With the clear outside the batch loop, step k of the epoch applies the sum of k batches' "
+        "gradients, so early batches are applied again and again and the effective step size grows "
+        "through the epoch. Training does not crash: it just converges worse, or diverges."
+    ),
+    example=(
+        "for epoch in range(epochs):\n"
+        "    optimizer.zero_grad()  # once per epoch\n"
+        "    for x, y in loader:\n"
+        "        loss = loss_fn(model(x), y)\n"
+        "        loss.backward()\n"
+        "        optimizer.step()"
+    ),
+    use_instead=(
+        "for epoch in range(epochs):\n"
+        "    for x, y in loader:\n"
+        "        optimizer.zero_grad()\n"
+        "        loss = loss_fn(model(x), y)\n"
+        "        loss.backward()\n"
+        "        optimizer.step()"
+    ),
+    runtime=(
+        "Confirmed when a step applies gradients from a backward pass that an earlier step of the same "
+        "optimizer already applied; the evidence names the step, how many backward passes it summed and "
+        "how many of them were stale."
+    ),
+    references=("https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",),
+    fixable=True,
+    valid=(
+        "for x, y in loader:\n"
+        "    optimizer.zero_grad()\n"
+        "    loss_fn(model(x), y).backward()\n"
+        "    optimizer.step()\n",
+        "for x, y in loader:\n"
+        "    loss_fn(model(x), y).backward()\n"
+        "    optimizer.step()\n"
+        "    model.zero_grad(set_to_none=True)\n",
+    ),
+    invalid=(
+        "optimizer.zero_grad()  # error\n"
+        "for x, y in loader:\n"
+        "    loss_fn(model(x), y).backward()\n"
+        "    optimizer.step()\n",
+        "for epoch in range(3):\n"
+        "    optimizer.zero_grad()  # error\n"
+        "    for x, y in loader:\n"
+        "        loss_fn(model(x), y).backward()\n"
+        "        optimizer.step()\n",
+    ),
+)
 
 
-def check(facts) -> list[Finding]:
-    return []
+def check(facts: Facts) -> list[Finding]:
+    return one_per_place(report(stale) for stale in facts.stale_steps if stale.clear is not None)
+
+
+def report(stale: StaleStep) -> Finding:
+    clear, step = stale.clear, stale.step
+    assert clear is not None
+    outer = [loop for loop in stale.step_loops if loop not in stale.clear_loops]
+    if not stale.clear_on_path:
+        frequency = "does not run between two steps"
+    elif stale.clear_loops:
+        frequency = f"runs once per iteration of {loop_phrase(stale.clear_loops[-1])}"
+    else:
+        frequency = "runs once, before the loop"
+    if outer:
+        stepping = f"{code(step)} at line {step.location.line} runs on every iteration of {loop_phrase(outer[-1])}"
+        where = f"move it into {loop_phrase(outer[-1])}"
+    else:
+        frequency = "is skipped on some iterations"
+        stepping = f"{code(step)} at line {step.location.line} is not"
+        where = "clear on every iteration that steps"
+    message = (
+        f"{code(clear)} {frequency} but {stepping}: step k applies the sum of k backward passes' gradients, "
+        f"re-applying gradients earlier steps already used; {where}, before the forward pass or after the step"
+    )
+    return finding(RULE, clear, message, [(step, "this step re-applies stale gradients")])

@@ -1,9 +1,78 @@
-"""GL103 (being written)."""
+"""GL103: gradients are discarded before any step uses them."""
 
+from __future__ import annotations
+
+from gradlint.analysis.facts import DiscardedGradients, Facts
 from gradlint.core import Finding, Rule
+from gradlint.rules.base import code, finding, one_per_place
 
-RULE = Rule(code="GL103", name="clear-discards-unstepped-gradients", summary="", what_it_does="", why_bad="", example="", use_instead="")
+RULE = Rule(
+    code="GL103",
+    name="clear-discards-unstepped-gradients",
+    summary="a clear throws away gradients that no step has used yet, and a step follows",
+    what_it_does=(
+        "Finds a clear (`zero_grad()`, `p.grad = None`) that wipes the gradients of a `backward()` "
+        "before any optimizer step used them, while a step of that optimizer follows: `zero_grad()` "
+        "between `backward()` and `step()`, or a clear on every micro-batch of an accumulation window."
+    ),
+    why_bad=(
+        "The step that follows applies zero gradients (with `set_to_none=True` it skips every parameter), "
+        "so the model never learns; inside an accumulation window only the last micro-batch reaches the "
+        "step. A common form is `model.zero_grad()` inside `accelerator.accumulate(...)`: unlike the "
+        "prepared optimizer's `zero_grad()`, the module's is not skipped between sync steps."
+    ),
+    example=(
+        "for x, y in loader:\n"
+        "    loss = loss_fn(model(x), y)\n"
+        "    loss.backward()\n"
+        "    optimizer.zero_grad()\n"
+        "    optimizer.step()"
+    ),
+    use_instead=(
+        "for x, y in loader:\n"
+        "    loss = loss_fn(model(x), y)\n"
+        "    loss.backward()\n"
+        "    optimizer.step()\n"
+        "    optimizer.zero_grad()"
+    ),
+    runtime=(
+        "Confirmed when a clear wipes gradients of a backward pass that no step used, and a step of that "
+        "optimizer follows; the evidence lists the discarded backward passes and the step that missed them."
+    ),
+    fixable=True,
+    valid=(
+        "for i, (x, y) in enumerate(loader):\n"
+        "    (loss_fn(model(x), y) / 4).backward()\n"
+        "    if (i + 1) % 4 == 0:\n"
+        "        optimizer.step()\n"
+        "        optimizer.zero_grad()\n",
+    ),
+    invalid=(
+        "for x, y in loader:\n"
+        "    loss_fn(model(x), y).backward()\n"
+        "    optimizer.zero_grad()  # error\n"
+        "    optimizer.step()\n",
+        "for i, (x, y) in enumerate(loader):\n"
+        "    optimizer.zero_grad()  # error\n"
+        "    (loss_fn(model(x), y) / 4).backward()\n"
+        "    if (i + 1) % 4 == 0:\n"
+        "        optimizer.step()\n",
+    ),
+)
 
 
-def check(facts) -> list[Finding]:
-    return []
+def check(facts: Facts) -> list[Finding]:
+    return one_per_place(report(discard) for discard in facts.discarded)
+
+
+def report(discard: DiscardedGradients) -> Finding:
+    clear, backward, step = discard.clear, discard.backward, discard.step
+    message = (
+        f"{code(clear)} discards the gradients of {code(backward)} (line {backward.location.line}) before any "
+        f"step uses them, and {code(step)} at line {step.location.line} then steps without them; "
+        f"clear after the step instead"
+    )
+    return finding(RULE, clear, message, [
+        (backward, "gradients computed here are thrown away"),
+        (step, "this step misses them"),
+    ])

@@ -1,9 +1,82 @@
-"""GL301 (being written)."""
+"""GL301: accumulated gradients are not scaled."""
 
+from __future__ import annotations
+
+from gradlint.analysis.facts import Facts, UnscaledAccumulation
 from gradlint.core import Finding, Rule
+from gradlint.rules.base import code, finding, loop_phrase, one_per_place
 
-RULE = Rule(code="GL301", name="accumulation-not-scaled", summary="", what_it_does="", why_bad="", example="", use_instead="")
+RULE = Rule(
+    code="GL301",
+    name="accumulation-not-scaled",
+    summary="gradient accumulation sums n backward passes per step without dividing the loss by n",
+    what_it_does=(
+        "Finds a step that applies gradients summed over several backward passes of a loop over data "
+        "(a step guarded by `if (i + 1) % n == 0`, an inner loop over micro-batches, or one step after a "
+        "whole pass over the loader) while the loss given to `backward()` is not divided by the number "
+        "of accumulated passes. Several losses backpropagated in one step by design (multi-task heads, "
+        "`retain_graph=True`) are not accumulation and are not reported."
+    ),
+    why_bad=(
+        "The update is n times the mean gradient's: in effect the learning rate is multiplied by the "
+        "accumulation count, and changes whenever the count does, so a recipe tuned with one count "
+        "silently diverges with another."
+    ),
+    example=(
+        "for i, (x, y) in enumerate(loader):\n"
+        "    loss = loss_fn(model(x), y)\n"
+        "    loss.backward()\n"
+        "    if (i + 1) % accum_steps == 0:\n"
+        "        optimizer.step()\n"
+        "        optimizer.zero_grad()"
+    ),
+    use_instead=(
+        "for i, (x, y) in enumerate(loader):\n"
+        "    loss = loss_fn(model(x), y) / accum_steps\n"
+        "    loss.backward()\n"
+        "    if (i + 1) % accum_steps == 0:\n"
+        "        optimizer.step()\n"
+        "        optimizer.zero_grad()"
+    ),
+    runtime=(
+        "Confirmed when a step sums k > 1 backward passes and the losses were not scaled by about 1/k, "
+        "read from the loss's autograd graph."
+    ),
+    fixable=True,
+    valid=(
+        "for i, (x, y) in enumerate(loader):\n"
+        "    (loss_fn(model(x), y) / accum).backward()\n"
+        "    if (i + 1) % accum == 0:\n"
+        "        optimizer.step()\n"
+        "        optimizer.zero_grad()\n",
+        "for x, y in loader:\n"
+        "    optimizer.zero_grad()\n"
+        "    feats = model(x)\n"
+        "    head_a(feats).sum().backward(retain_graph=True)\n"
+        "    head_b(feats).sum().backward()\n"
+        "    optimizer.step()\n",
+    ),
+    invalid=(
+        "for i, (x, y) in enumerate(loader):\n"
+        "    loss = loss_fn(model(x), y)\n"
+        "    loss.backward()  # error\n"
+        "    if (i + 1) % accum == 0:\n"
+        "        optimizer.step()\n"
+        "        optimizer.zero_grad()\n",
+    ),
+)
 
 
-def check(facts) -> list[Finding]:
-    return []
+def check(facts: Facts) -> list[Finding]:
+    return one_per_place(report(unscaled) for unscaled in facts.unscaled)
+
+
+def report(unscaled: UnscaledAccumulation) -> Finding:
+    backward, step = unscaled.backward, unscaled.step
+    count = unscaled.count or "the number of accumulated passes"
+    message = (
+        f"{code(backward)} accumulates {count} backward passes of {loop_phrase(unscaled.loop)} into each "
+        f"{code(step)} (line {step.location.line}) but the loss is not divided by {count}: the update is "
+        f"{count} times the mean gradient's (the learning rate is multiplied by it); divide the loss by {count}"
+    )
+    return finding(RULE, backward, message, [(step, "this step applies the unscaled sum")])

@@ -1,0 +1,818 @@
+"""From `ast` to flow: find the gradient events in each function and keep the control flow around them."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from gradlint.analysis import names
+from gradlint.analysis.facts import LoopSite, Site
+from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Gate, Loop, Register, Seq, Try
+from gradlint.core import EventKind, Location
+
+FunctionNode = (ast.FunctionDef, ast.AsyncFunctionDef)
+MANUAL = "<manual>"
+
+# In-place tensor methods that, called on a parameter with its own .grad, are a manual SGD update.
+INPLACE_UPDATES = {"add_", "sub_", "copy_", "addcdiv_", "addcmul_", "mul_", "lerp_"}
+GRAD_SCALINGS = {"div_", "mul_", "true_divide_"}
+GRAD_CLEARS = {"zero_", "fill_"}
+# A call to something we cannot see is assumed to touch the optimizer it receives, unless its
+# name says it only reads (precision first: silence beats a guess, but logging must not silence).
+HARMLESS_CALLEE_WORDS = {
+    "print", "len", "isinstance", "log", "logger", "logging", "info", "debug", "warning", "warn",
+    "save", "load", "checkpoint", "state", "dict", "copy", "deepcopy", "summary", "watch", "plot",
+    "show", "eval", "evaluate", "evaluation", "validate", "validation", "test", "predict", "inference",
+    "infer", "metric", "metrics", "accuracy", "score", "loss", "criterion", "forward", "compute",
+    "count", "format", "str", "repr", "getattr", "hasattr", "setattr", "to", "cuda", "cpu", "device",
+    "prepare", "wrap", "compile", "parallel", "initialize", "register", "hook", "ema", "unwrap",
+    "gather", "reduce", "broadcast", "barrier", "wait", "clip", "norm", "unscale", "type", "id",
+    "sample", "generate", "visualize", "image", "images", "display", "describe", "apply", "init",
+    "weights", "freeze", "unfreeze", "requires", "grad", "set", "get", "seed", "profile", "trace",
+    "writer", "wandb", "tensorboard", "mlflow", "meter", "tracker", "progress", "pbar", "tqdm", "timer",
+    "scheduler", "sched", "lr", "warmup", "schedule", "lambda", "zip", "enumerate", "range", "list",
+    "tuple", "set", "sorted", "sum", "min", "max", "any", "all", "map", "filter", "next", "iter",
+}
+LOOP_WRAPPERS = {"enumerate", "tqdm", "zip", "iter", "islice", "track", "progress_bar", "cycle", "tqdm_notebook"}
+ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
+
+
+@dataclass
+class ClassInfo:
+    node: ast.ClassDef
+    methods: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)  # `self.opt` -> optimizer
+
+
+@dataclass
+class ModuleIndex:
+    """Where every function and class of the module is, and what the module-level names hold."""
+
+    tree: ast.Module
+    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
+    classes: dict[str, ClassInfo] = field(default_factory=dict)
+    owner: dict[ast.AST, ast.AST] = field(default_factory=dict)  # function -> enclosing function/class
+    kinds: dict[str, str] = field(default_factory=dict)
+    instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
+
+    @classmethod
+    def of(cls, tree: ast.Module) -> ModuleIndex:
+        index = cls(tree)
+        for node in tree.body:
+            if isinstance(node, FunctionNode):
+                index.functions[node.name] = node
+            elif isinstance(node, ast.ClassDef):
+                index.classes[node.name] = ClassInfo(node)
+        index._link_owners(tree, None)
+        for info in index.classes.values():
+            for item in info.node.body:
+                if isinstance(item, FunctionNode):
+                    info.methods[item.name] = item
+            for method in info.methods.values():
+                scan_kinds(method.body, info.kinds, only_self=True)
+        scan_kinds(module_statements(tree), index.kinds)
+        scan_instances(module_statements(tree), index.instances, index.classes)
+        return index
+
+    def _link_owners(self, node: ast.AST, owner: ast.AST | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (*FunctionNode, ast.ClassDef)):
+                if owner is not None:
+                    self.owner[child] = owner
+                self._link_owners(child, child)
+            else:
+                self._link_owners(child, owner)
+
+    def class_of(self, function: ast.AST) -> ClassInfo | None:
+        owner = self.owner.get(function)
+        if isinstance(owner, ast.ClassDef):
+            return self.classes.get(owner.name)
+        return None
+
+    def method(self, info: ClassInfo, name: str, depth: int = 0) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        if name in info.methods:
+            return info.methods[name]
+        for base in info.node.bases:
+            base_name = names.path_of(base)
+            if depth < 5 and base_name in self.classes:
+                found = self.method(self.classes[base_name], name, depth + 1)
+                if found is not None:
+                    return found
+        return None
+
+    def all_functions(self) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+        for node in ast.walk(self.tree):
+            if isinstance(node, FunctionNode):
+                yield node
+
+
+def module_statements(tree: ast.Module) -> list[ast.stmt]:
+    return [s for s in tree.body if not isinstance(s, (*FunctionNode, ast.ClassDef))]
+
+
+def parameters(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[str]:
+    args = function.args
+    return [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)] + [
+        a.arg for a in (args.vararg, args.kwarg) if a is not None
+    ]
+
+
+def own_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement of a body, nested blocks included, nested functions and classes excluded."""
+    for statement in body:
+        yield statement
+        if isinstance(statement, (*FunctionNode, ast.ClassDef)):
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            yield from own_statements(getattr(statement, name, []) or [])
+        for handler in getattr(statement, "handlers", []) or []:
+            yield from own_statements(handler.body)
+        for case in getattr(statement, "cases", []) or []:
+            yield from own_statements(case.body)
+
+
+def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
+    if isinstance(value, ast.Call):
+        callee = names.callee_name(value)
+        if names.is_optimizer_constructor(value):
+            return "lbfgs" if callee == "LBFGS" else "optimizer"
+        if names.is_scheduler_constructor(value):
+            return "scheduler"
+        if names.is_scaler_constructor(value):
+            return "scaler"
+        if callee in ("Accelerator", "Fabric"):
+            return "accelerator"
+        if callee == "optimizers":  # Lightning: self.optimizers()
+            return "optimizer"
+        if callee in ("prepare", "setup", "setup_optimizers") and len(value.args) == 1:
+            return value_kind(value.args[0], kinds)
+        return None
+    path = names.path_of(value)
+    if path is None:
+        return None
+    if path in kinds:
+        return kinds[path]
+    return "optimizer" if names.is_optimizer_name(path) and not names.is_scheduler_name(path) else None
+
+
+def scan_kinds(body: list[ast.stmt], kinds: dict[str, str], only_self: bool = False) -> None:
+    """Record which names hold optimizers, schedulers, scalers, accelerators and engines."""
+    for statement in own_statements(body):
+        if isinstance(statement, ast.Assign):
+            targets, value = statement.targets, statement.value
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            targets, value = [statement.target], statement.value
+        else:
+            continue
+        for target in targets:
+            for path, kind in assigned_kinds(target, value, kinds):
+                if only_self and not path.startswith("self."):
+                    continue
+                kinds.setdefault(path, kind)
+
+
+def assigned_kinds(target: ast.expr, value: ast.expr, kinds: dict[str, str]) -> Iterator[tuple[str, str]]:
+    if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, ast.Call):
+        callee = names.callee_name(value)
+        elements = [names.path_of(t) for t in target.elts]
+        if callee == "initialize" and elements:  # deepspeed.initialize -> engine, optimizer, ...
+            if elements[0]:
+                yield elements[0], "engine"
+            if len(elements) > 1 and elements[1]:
+                yield elements[1], "optimizer"
+        elif callee == "optimizers":
+            yield from ((path, "optimizer") for path in elements if path)
+        elif callee in ("prepare", "setup", "initialize") or len(value.args) == len(elements):
+            for path, argument in zip(elements, value.args):
+                kind = value_kind(argument, kinds)
+                if path and kind:
+                    yield path, kind
+        return
+    path = names.path_of(target)
+    kind = value_kind(value, kinds) if path else None
+    if path and kind:
+        yield path, kind
+
+
+def scan_instances(body: list[ast.stmt], instances: dict[str, str], classes: dict[str, ClassInfo]) -> None:
+    for statement in own_statements(body):
+        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call):
+            callee = names.path_of(statement.value.func)
+            if callee in classes:
+                for target in statement.targets:
+                    path = names.path_of(target)
+                    if path:
+                        instances[path] = callee
+
+
+def location_of(node: ast.AST, lines: list[str]) -> Location:
+    line = getattr(node, "lineno", 1)
+    end_line = getattr(node, "end_lineno", None) or line
+    return Location(
+        line,
+        char_column(lines, line, getattr(node, "col_offset", 0)) + 1,
+        end_line,
+        char_column(lines, end_line, getattr(node, "end_col_offset", None) or 0) + 1,
+    )
+
+
+def char_column(lines: list[str], line: int, byte_offset: int) -> int:
+    """ast columns count UTF-8 bytes; users and editors count characters."""
+    if not 0 < line <= len(lines):
+        return byte_offset
+    text = lines[line - 1]
+    if text.isascii():
+        return byte_offset
+    return len(text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore"))
+
+
+@dataclass
+class Context:
+    """Where the builder is inside one function: loops, the `if` around, the parameter loop."""
+
+    loops: tuple[Loop, ...] = ()
+    guard: ast.expr | None = None
+    parameter_loops: dict[str, str] = field(default_factory=dict)  # `p` -> `model` in `for p in model.parameters()`
+
+
+class FunctionBuilder:
+    """Builds the flow of one function (or of the module body)."""
+
+    def __init__(self, index: ModuleIndex, lines: list[str], function: ast.AST | None) -> None:
+        self.index = index
+        self.lines = lines
+        self.function = function
+        self.class_info = index.class_of(function) if function is not None else None
+        self.kinds: dict[str, str] = {}
+        self.instances: dict[str, str] = dict(index.instances)
+        self.params: list[str] = parameters(function) if isinstance(function, (*FunctionNode, ast.Lambda)) else []
+        self.callees: set[ast.AST] = set()
+        self.backwards: list[Event] = []
+        self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
+        self.nested = {
+            s.name: s for s in (function.body if isinstance(function, FunctionNode) else []) if isinstance(s, FunctionNode)
+        }
+        body = self.body()
+        if function is not None and not isinstance(function, ast.Lambda):
+            scan_kinds(body, self.kinds)
+            scan_instances(body, self.instances, index.classes)
+        for param in self.params:
+            if names.is_optimizer_name(param) and not names.is_scheduler_name(param):
+                self.kinds.setdefault(param, "optimizer")
+            elif names.is_scaler_name(param):
+                self.kinds.setdefault(param, "scaler")
+            elif names.is_accelerator_name(param):
+                self.kinds.setdefault(param, "accelerator")
+        self.locals = set(self.params) | assigned_names(body)
+
+    def body(self) -> list[ast.stmt]:
+        if self.function is None:
+            return module_statements(self.index.tree)
+        return self.function.body
+
+    def build(self) -> Flow:
+        flow = self.block(self.body(), Context())
+        for event in self.backwards:
+            self.finish_backward(event)
+        return flow
+
+    # --- who is who -------------------------------------------------------------------------
+    def kind(self, path: str | None) -> str | None:
+        if path is None:
+            return None
+        if path in self.kinds:
+            return self.kinds[path]
+        if path.startswith("self.") and self.class_info is not None:
+            found = self.class_info.kinds.get(path)
+            if found:
+                return found
+        root = path.split(".", 1)[0].split("[", 1)[0]
+        if root not in self.locals:
+            return self.index.kinds.get(path)
+        return None
+
+    def is_optimizer(self, path: str | None) -> bool:
+        kind = self.kind(path)
+        if kind in ("optimizer", "lbfgs"):
+            return True
+        return kind is None and path is not None and names.is_optimizer_name(path) and not names.is_scheduler_name(path)
+
+    def role(self, path: str | None, role: str, by_name) -> bool:
+        kind = self.kind(path)
+        return kind == role or (kind is None and path is not None and by_name(path))
+
+    # --- statements ---------------------------------------------------------------------------
+    def block(self, body: list[ast.stmt], context: Context) -> Seq:
+        return Seq([flow for statement in body for flow in self.statement(statement, context)])
+
+    def statement(self, node: ast.stmt, context: Context) -> list[Flow]:
+        if isinstance(node, (*FunctionNode, ast.ClassDef)):
+            return []
+        if isinstance(node, ast.If):
+            test = self.expression(node.test, context)
+            then = self.block(node.body, Context(context.loops, node.test, context.parameter_loops))
+            otherwise = self.block(node.orelse, Context(context.loops, None, context.parameter_loops))
+            return [*test, Branch([then, otherwise])]
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            return self.for_loop(node, context)
+        if isinstance(node, ast.While):
+            return self.while_loop(node, context)
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            return self.with_block(node, context)
+        if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+            return [self.try_block(node, context)]
+        if type(node).__name__ == "Match":
+            subject = self.expression(node.subject, context)
+            arms: list[Flow] = [self.block(case.body, context) for case in node.cases]
+            return [*subject, Branch([*arms, Seq()])]
+        if isinstance(node, ast.Return):
+            return [*self.expression(node.value, context), Exit("return")]
+        if isinstance(node, ast.Raise):
+            return [*self.expression(node.exc, context), Exit("raise")]
+        if isinstance(node, ast.Break):
+            return [Exit("break")]
+        if isinstance(node, ast.Continue):
+            return [Exit("continue")]
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            return self.assignment(node, context)
+        return [flow for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)
+                for flow in self.expression(child, context)]
+
+    def for_loop(self, node: ast.For | ast.AsyncFor, context: Context) -> list[Flow]:
+        iterable = self.expression(node.iter, context)
+        if is_collection(node.iter):
+            # Over parameters or optimizers: one update, not a repetition of the training step.
+            inner = Context(context.loops, context.guard, dict(context.parameter_loops))
+            model = parameters_owner(node.iter)
+            target = names.path_of(node.target) if isinstance(node.target, ast.Name) else None
+            if model and target:
+                inner.parameter_loops[target] = model
+            return [*iterable, self.block(node.body, inner), self.block(node.orelse, context)]
+        header = f"for {names.segment(self.lines, node.target)} in {names.segment(self.lines, node.iter)}"
+        loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, names.segment(self.lines, node.target)))
+        loop.iterable = names.segment(self.lines, unwrap_iterable(node.iter))
+        loop.count = accumulation_bound(node.iter)
+        loop.draws_data = draws_data(node)
+        self.record_targets(node.target, node, context.loops + (loop,))
+        loop.body = self.block(node.body, Context(context.loops + (loop,), None, context.parameter_loops))
+        return [*iterable, loop, self.block(node.orelse, context)]
+
+    def while_loop(self, node: ast.While, context: Context) -> list[Flow]:
+        forever = isinstance(node.test, ast.Constant) and bool(node.test.value)
+        header = f"while {names.segment(self.lines, node.test)}"
+        loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, ""), "forever" if forever else "for")
+        loop.draws_data = draws_data(node)
+        inner = Context(context.loops + (loop,), None, context.parameter_loops)
+        loop.body = Seq([*self.expression(node.test, inner), *self.block(node.body, inner).items])
+        return [*self.expression(node.test, context), loop, self.block(node.orelse, context)]
+
+    def with_block(self, node: ast.With | ast.AsyncWith, context: Context) -> list[Flow]:
+        flows: list[Flow] = []
+        gated = False
+        for item in node.items:
+            flows.extend(self.expression(item.context_expr, context))
+            call = item.context_expr
+            if isinstance(call, ast.Call) and names.callee_name(call) in ACCUMULATE_CONTEXTS:
+                gated = gated or isinstance(call.func, ast.Attribute) and self.role(
+                    names.path_of(call.func.value), "accelerator", names.is_accelerator_name
+                )
+            if item.optional_vars is not None:
+                self.record_targets(item.optional_vars, call, context.loops)
+        body = self.block(node.body, context)
+        if gated:
+            return [*flows, Branch([body, Gate(self.block(node.body, context))])]
+        return [*flows, body]
+
+    def try_block(self, node: ast.stmt, context: Context) -> Try:
+        return Try(
+            [flow for statement in node.body for flow in [Seq(self.statement(statement, context))]],
+            [self.block(handler.body, context) for handler in node.handlers],
+            self.block(node.orelse, context),
+            self.block(node.finalbody, context),
+        )
+
+    def assignment(self, node: ast.Assign | ast.AugAssign | ast.AnnAssign, context: Context) -> list[Flow]:
+        value = node.value
+        flows: list[Flow] = []
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        grad_targets = [t for t in targets if is_grad_access(t)]
+        if grad_targets:
+            return self.grad_assignment(node, grad_targets[0], context)
+        manual = self.manual_update(node, targets, context)
+        if manual is not None:
+            return manual
+        if value is not None:
+            flows.extend(self.expression(value, context))
+        for target in targets:
+            self.record_targets(target, node, context.loops)
+            if isinstance(node, ast.Assign) and isinstance(value, ast.Call) and names.is_optimizer_constructor(value):
+                path = names.path_of(target)
+                if path:
+                    flows.append(Register(path, self.parameter_sources(value), names.callee_name(value) == "LBFGS"))
+        return flows
+
+    def grad_assignment(self, node, target: ast.expr, context: Context) -> list[Flow]:
+        site = self.site(node)
+        owner = self.grad_owner(target, context)
+        value = node.value
+        if isinstance(node, ast.AugAssign):
+            kind = EventKind.SCALE if isinstance(node.op, (ast.Div, ast.Mult)) else EventKind.GRAD_READ
+            return [Event(kind, site, owner[0], owner[1])]
+        if isinstance(value, ast.Constant) and value.value is None:
+            return [Event(EventKind.CLEAR, site, owner[0], owner[1])]
+        reads_grad = any(is_grad_access(n) for n in ast.walk(value))
+        if reads_grad and isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Div, ast.Mult)):
+            return [Event(EventKind.SCALE, site, owner[0], owner[1])]
+        return [*self.expression(value, context), Event(EventKind.GRAD_WRITE, site, owner[0], owner[1])]
+
+    def manual_update(self, node, targets: list[ast.expr], context: Context) -> list[Flow] | None:
+        """`p -= lr * p.grad`, `p.data = p.data - lr * p.grad`: a step without an optimizer."""
+        if node.value is None or not isinstance(node, (ast.AugAssign, ast.Assign)):
+            return None
+        if isinstance(node, ast.Assign) and not all(isinstance(t, ast.Attribute) and t.attr == "data" for t in targets):
+            return None
+        updated = {root_path(t) for t in targets}
+        if updated & grad_owners(node.value):
+            return [Event(EventKind.STEP, self.site(node), MANUAL, "manual")]
+        return None
+
+    def record_targets(self, target: ast.AST, node: ast.AST, loops: tuple[Loop, ...]) -> None:
+        for sub in ast.walk(target):
+            if isinstance(sub, ast.Name):
+                self.assignments.setdefault(sub.id, []).append((node, loops))
+
+    # --- expressions ------------------------------------------------------------------------
+    def expression(self, node: ast.expr | None, context: Context) -> list[Flow]:
+        """Events of an expression in evaluation order: arguments before the call that gets them."""
+        if node is None or isinstance(node, ast.Lambda):
+            return []
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            return self.comprehension(node, context)
+        if isinstance(node, ast.Call):
+            flows = [flow for child in call_children(node) for flow in self.expression(child, context)]
+            return flows + self.call(node, context)
+        if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Load):
+            return [*self.expression(node.value, context), Event(EventKind.GRAD_READ, self.site(node))]
+        if isinstance(node, ast.Compare) and is_none_check(node):
+            return []
+        return [flow for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)
+                for flow in self.expression(child, context)]
+
+    def comprehension(self, node: ast.AST, context: Context) -> list[Flow]:
+        parts = [*(g.iter for g in node.generators), *(c for g in node.generators for c in g.ifs)]
+        parts += [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+        flows = [flow for part in parts for flow in self.expression(part, context)]
+        if not any(isinstance(f, (Event, Call)) and getattr(f, "kind", None) != EventKind.GRAD_READ for f in flows):
+            return flows
+        header = f"comprehension at line {node.lineno}"
+        return [Loop(Seq(flows), LoopSite(location_of(node, self.lines), header, ""))]
+
+    def call(self, node: ast.Call, context: Context) -> list[Flow]:
+        callee = names.callee_name(node)
+        receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
+        receiver_path = names.path_of(receiver) if receiver is not None else None
+        if callee in ("backward", "manual_backward"):
+            return [self.backward(node, receiver, receiver_path, context)]
+        if receiver is not None and is_grad_access(receiver):
+            return self.grad_method(node, callee, receiver, context)
+        if callee in INPLACE_UPDATES and receiver is not None and root_path(receiver) in grad_owners_of_args(node):
+            return [Event(EventKind.STEP, self.site(node), MANUAL, "manual")]
+        followed = self.follow(node, context)
+        if followed is not None:
+            return [followed]
+        if callee == "step" and receiver is not None:
+            return self.step(node, receiver_path, context)
+        if callee == "zero_grad":
+            return [self.clear(node, receiver_path)]
+        return self.unknown_call(node, callee, receiver_path)
+
+    def backward(self, node: ast.Call, receiver, receiver_path: str | None, context: Context) -> Event:
+        loss: ast.expr | None = receiver
+        target, path, scaled = "all", None, False
+        takes_loss = receiver is None or names.callee_name(node) == "manual_backward" or (
+            receiver_path is not None
+            and (
+                receiver_path.endswith("autograd")
+                or self.kind(receiver_path) in ("accelerator", "engine", "optimizer", "lbfgs")
+                or names.is_accelerator_name(receiver_path)
+                or names.is_engine_name(receiver_path)
+                or names.is_optimizer_name(receiver_path)
+            )
+        )
+        if takes_loss:
+            loss = node.args[0] if node.args else keyword(node, "loss") or keyword(node, "tensors")
+            if receiver_path and (self.kind(receiver_path) == "engine" or names.is_engine_name(receiver_path)):
+                target, path, scaled = "engine", receiver_path, True
+            elif receiver_path and self.role(receiver_path, "accelerator", names.is_accelerator_name):
+                scaled = True  # accelerator.backward divides by gradient_accumulation_steps
+        elif isinstance(loss, ast.Call) and names.callee_name(loss) == "scale" and loss.args:
+            loss = loss.args[0]  # scaler.scale(loss).backward(): AMP's scale, not the accumulation one
+        retain = keyword(node, "retain_graph")
+        event = Event(EventKind.BACKWARD, self.site(node), path, target, scaled=scaled, loops=context.loops)
+        event.retain_graph = retain is not None and not (isinstance(retain, ast.Constant) and not retain.value)
+        if loss is not None:
+            event.forward_inline = any(isinstance(n, ast.Call) for n in ast.walk(loss))
+            event.scaled = event.scaled or is_scaled(loss)
+            event.loss_name = root_name(loss)
+        else:
+            event.scaled = True
+        self.backwards.append(event)
+        return event
+
+    def finish_backward(self, event: Event) -> None:
+        """Once the whole function is read: was the loss scaled, and where is it computed?"""
+        name = event.loss_name
+        if name is None:
+            return
+        if name in self.params:
+            event.loss_is_param = True
+            event.scaled = True  # computed by a caller we do not follow here: say nothing
+        assignments = self.assignments.get(name, [])
+        event.loss_assigned = bool(assignments)
+        event.loss_loops = frozenset(loop for _, loops in assignments for loop in loops)
+        for node, _ in assignments:
+            if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Div, ast.Mult)):
+                event.scaled = True
+            value = getattr(node, "value", None)
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and value is not None:
+                if is_scaled(value) or self.returns_scaled(value):
+                    event.scaled = True
+
+    def returns_scaled(self, value: ast.expr) -> bool:
+        """`loss = compute_loss(...)` where compute_loss (same module) returns `loss / n`."""
+        if not isinstance(value, ast.Call):
+            return False
+        function = self.resolve_function(value)
+        if function is None:
+            return False
+        return any(isinstance(s, ast.Return) and s.value is not None and is_scaled(s.value)
+                   for s in own_statements(function.body))
+
+    def grad_method(self, node: ast.Call, callee: str, receiver: ast.expr, context: Context) -> list[Flow]:
+        site = self.site(node)
+        path, target = self.grad_owner(receiver, context)
+        if callee in GRAD_CLEARS:
+            return [Event(EventKind.CLEAR, site, path, target)]
+        if callee in GRAD_SCALINGS:
+            return [Event(EventKind.SCALE, site, path, target)]
+        return [Event(EventKind.GRAD_READ, site)]
+
+    def grad_owner(self, access: ast.expr, context: Context) -> tuple[str | None, str]:
+        """`p.grad` inside `for p in model.parameters()` belongs to `model`; otherwise to everything."""
+        owner = root_path(access)
+        model = context.parameter_loops.get(owner or "")
+        return (model, "module") if model else (None, "all")
+
+    def step(self, node: ast.Call, receiver_path: str | None, context: Context) -> list[Flow]:
+        site = self.site(node)
+        if self.role(receiver_path, "scaler", names.is_scaler_name):
+            optimizer = names.path_of(node.args[0]) if node.args else None
+            if optimizer is None:
+                return []
+            self.kinds.setdefault(optimizer, "optimizer")
+            return [Event(EventKind.STEP, site, optimizer, "optimizer", guard=context.guard, loops=context.loops)]
+        if self.role(receiver_path, "scheduler", names.is_scheduler_name):
+            return []
+        if self.role(receiver_path, "engine", names.is_engine_name):
+            return [Event(EventKind.STEP, site, receiver_path, "engine", loops=context.loops),
+                    Event(EventKind.CLEAR, site, receiver_path, "engine")]
+        target = "optimizer" if self.is_optimizer(receiver_path) else "maybe_optimizer"
+        event = Event(EventKind.STEP, site, receiver_path, target, guard=context.guard, loops=context.loops)
+        event.has_arguments = bool(node.args or node.keywords)
+        closure = node.args[0] if node.args else keyword(node, "closure")
+        if closure is not None:
+            event.closure = self.closure(closure, receiver_path, context)
+        return [event]
+
+    def closure(self, closure: ast.expr, optimizer: str | None, context: Context) -> Flow:
+        if isinstance(closure, ast.Lambda):
+            return Seq(self.expression(closure.body, context))
+        if isinstance(closure, ast.Name):
+            function = self.nested.get(closure.id) or self.index.functions.get(closure.id)
+            if function is not None:
+                self.callees.add(function)
+                return Call(function, {}, self.site(closure))
+        return Event(EventKind.UNKNOWN, self.site(closure), arguments=(optimizer,) if optimizer else ())
+
+    def clear(self, node: ast.Call, receiver_path: str | None) -> Event:
+        site = self.site(node)
+        if receiver_path is None:
+            return Event(EventKind.CLEAR, site)
+        if self.role(receiver_path, "engine", names.is_engine_name):
+            return Event(EventKind.CLEAR, site, receiver_path, "engine")
+        if self.is_optimizer(receiver_path):
+            return Event(EventKind.CLEAR, site, receiver_path, "optimizer")
+        return Event(EventKind.CLEAR, site, receiver_path, "module")
+
+    def unknown_call(self, node: ast.Call, callee: str, receiver_path: str | None) -> list[Flow]:
+        arguments = [names.path_of(a) for a in (*node.args, *(k.value for k in node.keywords))]
+        arguments = [a for a in arguments if a is not None]
+        if not arguments and callee == "step" and receiver_path:
+            arguments = [receiver_path]  # `wrapper.step()` on something we cannot identify
+        if not arguments or names.words(callee) & HARMLESS_CALLEE_WORDS:
+            return []
+        if receiver_path and names.words(names.last_name(receiver_path)) & HARMLESS_CALLEE_WORDS:
+            return []
+        if receiver_path and self.kind(receiver_path) in ("scheduler", "scaler", "accelerator"):
+            return []
+        return [Event(EventKind.UNKNOWN, self.site(node), arguments=tuple(arguments))]
+
+    # --- following calls ----------------------------------------------------------------------
+    def resolve_function(self, node: ast.Call):
+        func = node.func
+        if isinstance(func, ast.Name):
+            return self.nested.get(func.id) or self.enclosing_function(func.id) or self.index.functions.get(func.id)
+        if isinstance(func, ast.Attribute):
+            receiver = names.path_of(func.value)
+            if receiver == "self" and self.class_info is not None:
+                return self.index.method(self.class_info, func.attr)
+            class_name = self.instances.get(receiver or "")
+            if class_name in self.index.classes:
+                return self.index.method(self.index.classes[class_name], func.attr)
+        return None
+
+    def enclosing_function(self, name: str):
+        owner = self.index.owner.get(self.function) if self.function is not None else None
+        while owner is not None and isinstance(owner, FunctionNode):
+            for statement in owner.body:
+                if isinstance(statement, FunctionNode) and statement.name == name:
+                    return statement
+            owner = self.index.owner.get(owner)
+        return None
+
+    def follow(self, node: ast.Call, context: Context) -> Call | None:
+        function = self.resolve_function(node)
+        if function is None or function is self.function:
+            return None
+        self.callees.add(function)
+        params = parameters(function)
+        is_method = isinstance(node.func, ast.Attribute) and self.index.class_of(function) is not None
+        bindings: dict[str, str | None] = {}
+        if is_method and params:
+            bindings[params[0]] = names.path_of(node.func.value)
+            params = params[1:]
+        positional = [p for p in params if p not in {k.arg for k in node.keywords}]
+        for param, argument in zip(positional, node.args):
+            if isinstance(argument, ast.Starred):
+                break
+            bindings[param] = names.path_of(argument)
+        for keyword_argument in node.keywords:
+            if keyword_argument.arg in params:
+                bindings[keyword_argument.arg] = names.path_of(keyword_argument.value)
+        return Call(function, bindings, self.site(node))
+
+    # --- helpers ------------------------------------------------------------------------------
+    def parameter_sources(self, constructor: ast.Call) -> tuple[str, ...]:
+        """The models whose parameters an optimizer gets: `Adam(model.parameters())` -> model."""
+        sources: set[str] = set()
+        pending = [*constructor.args, *(k.value for k in constructor.keywords)]
+        seen_names: set[str] = set()
+        while pending:
+            node = pending.pop()
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Call) and names.callee_name(sub) in ("parameters", "named_parameters"):
+                    owner = names.path_of(sub.func.value) if isinstance(sub.func, ast.Attribute) else None
+                    if owner:
+                        sources.add(owner)
+                elif isinstance(sub, ast.Name) and sub.id not in seen_names:
+                    seen_names.add(sub.id)
+                    pending.extend(getattr(a, "value", None) for a, _ in self.assignments.get(sub.id, [])
+                                   if getattr(a, "value", None) is not None)
+        return tuple(sorted(sources))
+
+    def site(self, node: ast.AST) -> Site:
+        return Site(location_of(node, self.lines), names.segment(self.lines, node))
+
+
+def assigned_names(body: list[ast.stmt]) -> set[str]:
+    found: set[str] = set()
+    for statement in own_statements(body):
+        targets: list[ast.AST] = []
+        if isinstance(statement, ast.Assign):
+            targets = statement.targets
+        elif isinstance(statement, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor)):
+            targets = [statement.target]
+        elif isinstance(statement, (ast.With, ast.AsyncWith)):
+            targets = [i.optional_vars for i in statement.items if i.optional_vars is not None]
+        elif isinstance(statement, (*FunctionNode, ast.ClassDef)):
+            found.add(statement.name)
+        for target in targets:
+            found |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return found
+
+
+def call_children(node: ast.Call) -> list[ast.expr]:
+    func = node.func
+    children = [func.value] if isinstance(func, ast.Attribute) else [func]
+    return children + list(node.args) + [k.value for k in node.keywords]
+
+
+def keyword(node: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in node.keywords if k.arg == name), None)
+
+
+def is_grad_access(node: ast.AST) -> bool:
+    """`p.grad`, `p.grad.data`."""
+    while isinstance(node, ast.Attribute) and node.attr == "data":
+        node = node.value
+    return isinstance(node, ast.Attribute) and node.attr == "grad"
+
+
+def root_path(node: ast.AST) -> str | None:
+    """The parameter an access is about: `p.grad.data` -> p, `p.data` -> p, `w` -> w."""
+    while isinstance(node, ast.Attribute) and node.attr in ("grad", "data"):
+        node = node.value
+    return names.path_of(node)
+
+
+def grad_owners(node: ast.AST) -> set[str]:
+    return {root_path(n) for n in ast.walk(node) if isinstance(n, ast.Attribute) and n.attr == "grad"} - {None}
+
+
+def grad_owners_of_args(node: ast.Call) -> set[str]:
+    return {owner for argument in (*node.args, *(k.value for k in node.keywords)) for owner in grad_owners(argument)}
+
+
+def is_none_check(node: ast.Compare) -> bool:
+    return all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) and any(
+        isinstance(c, ast.Constant) and c.value is None for c in node.comparators
+    )
+
+
+def root_name(node: ast.AST) -> str | None:
+    """The variable a loss expression starts from: `outputs.loss` -> outputs, `loss.mean()` -> loss."""
+    while True:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            node = node.func.value
+        else:
+            return None
+
+
+def is_scaled(node: ast.AST) -> bool:
+    """Division or multiplication of the loss itself (not inside a call's arguments)."""
+    if isinstance(node, ast.BinOp):
+        return isinstance(node.op, (ast.Div, ast.Mult)) or is_scaled(node.left) or is_scaled(node.right)
+    if isinstance(node, ast.Call):
+        if names.callee_name(node) in ("div", "div_", "mul", "mul_", "true_divide", "divide", "multiply"):
+            return True
+        return isinstance(node.func, ast.Attribute) and is_scaled(node.func.value)
+    if isinstance(node, (ast.Attribute, ast.Subscript)):
+        return is_scaled(node.value)
+    if isinstance(node, ast.UnaryOp):
+        return is_scaled(node.operand)
+    return False
+
+
+def unwrap_iterable(node: ast.expr) -> ast.expr:
+    """`enumerate(tqdm(loader))` -> loader."""
+    while isinstance(node, ast.Call) and names.callee_name(node) in LOOP_WRAPPERS and node.args:
+        node = node.args[0]
+    return node
+
+
+def is_collection(node: ast.expr) -> bool:
+    """A loop over parameters, optimizers or models (not over data)."""
+    node = unwrap_iterable(node)
+    vocabulary = names.words(names.callee_name(node)) if isinstance(node, ast.Call) else set()
+    path = names.path_of(node)
+    if path:
+        vocabulary |= names.words(names.last_name(path))
+    return bool(vocabulary & names.COLLECTION_WORDS) and not vocabulary & names.DATA_WORDS
+
+
+def parameters_owner(node: ast.expr) -> str | None:
+    node = unwrap_iterable(node)
+    if isinstance(node, ast.Call) and names.callee_name(node) in ("parameters", "named_parameters"):
+        if isinstance(node.func, ast.Attribute):
+            return names.path_of(node.func.value)
+    return None
+
+
+def accumulation_bound(node: ast.expr) -> str | None:
+    """`range(accum_steps)` -> 'accum_steps' when the bound names an accumulation count."""
+    node = unwrap_iterable(node)
+    if isinstance(node, ast.Call) and names.callee_name(node) == "range" and node.args:
+        bound = node.args[-1] if len(node.args) <= 2 else node.args[1]
+        if names.has_word(bound, names.ACCUMULATION_WORDS):
+            return names.segment([], bound)
+    return None
+
+
+def draws_data(node: ast.For | ast.AsyncFor | ast.While) -> bool:
+    """Each repetition takes a new batch: it iterates data, calls next()/get_batch(), or counts micro-steps."""
+    if isinstance(node, (ast.For, ast.AsyncFor)):
+        iterable = unwrap_iterable(node.iter)
+        if names.has_word(iterable, names.DATA_WORDS) or accumulation_bound(node.iter):
+            return True
+        if isinstance(iterable, ast.Call) and names.callee_name(iterable) in ("chunk", "split", "tensor_split"):
+            return True
+    for statement in own_statements(node.body):
+        for sub in ast.walk(statement):
+            if isinstance(sub, ast.Call) and names.words(names.callee_name(sub)) & {"next", "batch", "batches"}:
+                return True
+    return False

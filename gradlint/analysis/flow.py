@@ -1,0 +1,118 @@
+"""Flow nodes: a function body reduced to its gradient events and the control flow around them.
+
+A 300-line training script becomes a handful of nodes; the interpreter never looks at the
+source again. Nodes compare by identity: the same `Event` reached twice is the same event.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Union
+
+from gradlint.analysis.facts import LoopSite, Site
+from gradlint.core import EventKind
+
+
+@dataclass(eq=False)
+class Event:
+    kind: EventKind
+    site: Site
+    path: str | None = None  # the optimizer, model or engine the event is about; None: all
+    target: str = "all"  # optimizer | maybe_optimizer | module | engine | manual | all
+    # BACKWARD
+    scaled: bool = False
+    retain_graph: bool = False
+    loss_name: str | None = None
+    forward_inline: bool = False  # `model(x).loss.backward()`: the forward pass is in the same expression
+    loss_is_param: bool = False
+    loss_loops: frozenset[Loop] = frozenset()  # static loops around the loss's assignments
+    loss_assigned: bool = False
+    loops: tuple[Loop, ...] = ()  # static loops around the event in its function
+    # STEP
+    guard: ast.expr | None = None  # the innermost `if` test around the event
+    closure: Flow | None = None  # `optimizer.step(closure)`: the closure's flow runs inside the step
+    # UNKNOWN
+    arguments: tuple[str, ...] = ()
+    has_arguments: bool = False
+
+
+@dataclass(eq=False)
+class Seq:
+    items: list[Flow] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Branch:
+    arms: list[Flow]
+
+
+@dataclass(eq=False)
+class Loop:
+    body: Flow
+    site: LoopSite
+    kind: str = "for"  # for: 0..n times | forever: `while True`, exits by break | repeat: 1..n times
+    draws_data: bool = False
+    count: str | None = None  # the bound when it names an accumulation count: `range(accum_steps)`
+    iterable: str = ""
+
+
+@dataclass(eq=False)
+class Exit:
+    kind: str  # break | continue | return | raise
+
+
+@dataclass(eq=False)
+class Try:
+    body: list[Flow]
+    handlers: list[Flow]
+    orelse: Flow
+    final: Flow
+
+
+@dataclass(eq=False)
+class Call:
+    """A call to a function of the same module: its flow runs here with arguments bound."""
+
+    function: ast.FunctionDef | ast.AsyncFunctionDef
+    bindings: dict[str, str | None]
+    site: Site
+
+
+@dataclass(eq=False)
+class Gate:
+    """The micro-batches of `accelerator.accumulate(...)` that do not sync: the prepared optimizer's
+    step() and zero_grad() do nothing there, while everything else (model.zero_grad()) still runs."""
+
+    body: Flow
+
+
+@dataclass(eq=False)
+class Register:
+    """An optimizer is built here, from the parameters of `sources` (empty: cannot be told)."""
+
+    path: str
+    sources: tuple[str, ...]
+    lbfgs: bool = False
+
+
+Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register]
+
+
+def walk_events(flow: Flow):
+    """Every Event in a flow, not entering calls."""
+    if isinstance(flow, Event):
+        yield flow
+        if flow.closure is not None:
+            yield from walk_events(flow.closure)
+    elif isinstance(flow, Seq):
+        for item in flow.items:
+            yield from walk_events(item)
+    elif isinstance(flow, Branch):
+        for arm in flow.arms:
+            yield from walk_events(arm)
+    elif isinstance(flow, (Loop, Gate)):
+        yield from walk_events(flow.body)
+    elif isinstance(flow, Try):
+        for part in (*flow.body, *flow.handlers, flow.orelse, flow.final):
+            yield from walk_events(part)

@@ -1,0 +1,131 @@
+"""Who is who: telling optimizers, schedulers, scalers and models apart from how code names them.
+
+Names are read as words (`optimizer_G` -> optimizer, g; `lrScheduler` -> lr, scheduler), so a
+name only counts when one of its words is the role, not when the role is a substring of a word.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+OPTIMIZER_WORDS = {"opt", "optim", "optimizer", "optimiser", "optimizers", "optims", "opts"}
+SCHEDULER_WORDS = {"sched", "scheduler", "schedulers", "lr", "warmup", "swa", "plateau", "schedule"}
+SCALER_WORDS = {"scaler", "grad_scaler", "gradscaler"}
+ACCELERATOR_WORDS = {"accelerator", "fabric"}
+ENGINE_WORDS = {"engine", "deepspeed", "ds"}
+
+# Constructors whose result is an optimizer (torch.optim and well-known third-party ones).
+OPTIMIZER_CONSTRUCTORS = {
+    "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "LBFGS", "NAdam", "RAdam",
+    "RMSprop", "Rprop", "SparseAdam", "Adafactor", "Lion", "LAMB", "Lamb", "FusedAdam", "FusedLAMB",
+    "FusedSGD", "Adam8bit", "AdamW8bit", "PagedAdamW", "PagedAdamW8bit", "SGDW", "AdaBelief",
+    "Lookahead", "Novograd", "NovoGrad", "DeepSpeedCPUAdam", "ZeroRedundancyOptimizer", "Muon",
+    "create_optimizer", "create_optimizer_v2", "build_optimizer", "get_optimizer", "make_optimizer",
+    "configure_optimizers",
+}
+SCHEDULER_CONSTRUCTOR = re.compile(r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler)$|^get_.*schedule")
+SCALER_CONSTRUCTORS = {"GradScaler", "ShardedGradScaler", "NativeScaler", "NativeScalerWithGradNormCount"}
+DATA_WORDS = {
+    "loader", "dataloader", "loaders", "data", "dataset", "batches", "batch", "train", "samples",
+    "examples", "iterator", "iter", "chunks", "chunk", "micro", "microbatches", "microbatch",
+    "shards", "split", "minibatches", "minibatch", "mb", "trainloader", "train_loader", "records",
+}
+ACCUMULATION_WORDS = {"accum", "accumulation", "accumulate", "accumulated", "micro", "acc", "update_freq", "freq"}
+COLLECTION_WORDS = {
+    "parameters", "named_parameters", "params", "param", "param_groups", "groups", "grads",
+    "optimizers", "optims", "opts", "schedulers", "models", "modules", "children", "named_modules",
+    "weights", "layers",
+}
+
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+
+
+def words(name: str) -> set[str]:
+    """`optimizer_G` -> {optimizer, g}; `netD` -> {net, d}; `lrScheduler` -> {lr, scheduler}."""
+    return {w.lower() for part in name.split("_") for w in _WORD.findall(part)}
+
+
+def path_of(node: ast.AST) -> str | None:
+    """`self.opt` -> 'self.opt'; `opts[0]` -> 'opts[]'; anything that is not a plain access -> None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = path_of(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    if isinstance(node, ast.Subscript):
+        base = path_of(node.value)
+        return None if base is None else f"{base}[]"
+    return None
+
+
+def last_name(path: str) -> str:
+    return path.rsplit(".", 1)[-1].replace("[]", "")
+
+
+def callee_name(call: ast.Call) -> str:
+    """The last name of what is called: `torch.optim.Adam(...)` -> 'Adam'."""
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    if isinstance(func, ast.Name):
+        return func.id
+    return ""
+
+
+def is_optimizer_name(path: str) -> bool:
+    return bool(words(last_name(path)) & OPTIMIZER_WORDS)
+
+
+def is_scheduler_name(path: str) -> bool:
+    name_words = words(last_name(path))
+    return bool(name_words & SCHEDULER_WORDS) and not (name_words & OPTIMIZER_WORDS)
+
+
+def is_scaler_name(path: str) -> bool:
+    name = last_name(path).lower()
+    return "scaler" in words(name) or name in SCALER_WORDS
+
+
+def is_accelerator_name(path: str) -> bool:
+    return bool(words(last_name(path)) & ACCELERATOR_WORDS)
+
+
+def is_engine_name(path: str) -> bool:
+    return bool(words(last_name(path)) & ENGINE_WORDS)
+
+
+def is_optimizer_constructor(call: ast.Call) -> bool:
+    return callee_name(call) in OPTIMIZER_CONSTRUCTORS
+
+
+def is_scheduler_constructor(call: ast.Call) -> bool:
+    return bool(SCHEDULER_CONSTRUCTOR.search(callee_name(call)))
+
+
+def is_scaler_constructor(call: ast.Call) -> bool:
+    return callee_name(call) in SCALER_CONSTRUCTORS
+
+
+def has_word(node: ast.AST, vocabulary: set[str]) -> bool:
+    """Whether any name or attribute inside `node` has a word from `vocabulary`."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and words(sub.id) & vocabulary:
+            return True
+        if isinstance(sub, ast.Attribute) and words(sub.attr) & vocabulary:
+            return True
+    return False
+
+
+def segment(lines: list[str], node: ast.AST, limit: int = 60) -> str:
+    """Source text of a node on one line, as the user wrote it, shortened for messages."""
+    line, end = getattr(node, "lineno", 0), getattr(node, "end_lineno", 0)
+    if line and line == end and line <= len(lines) and lines[line - 1].isascii():
+        text = lines[line - 1][node.col_offset : node.end_col_offset]
+    else:
+        try:
+            text = ast.unparse(node)
+        except Exception:  # noqa: BLE001 - unparse of exotic nodes must not break a message
+            text = "..."
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

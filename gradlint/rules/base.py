@@ -1,0 +1,34 @@
+"""What every rule module shares: building a finding from sites, one finding per place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from gradlint.analysis.facts import LoopSite, Site
+from gradlint.core import Finding, Related, Rule
+
+
+def finding(rule: Rule, site: Site, message: str, related: Iterable[tuple[Site, str]] = ()) -> Finding:
+    return Finding(
+        rule.code,
+        rule.name,
+        message,
+        site.location,
+        tuple(Related(other.location, note) for other, note in related),
+    )
+
+
+def one_per_place(findings: Iterable[Finding]) -> list[Finding]:
+    """Paths through loops and helpers can report one line several times: keep the first by position."""
+    chosen: dict[tuple[str, object], Finding] = {}
+    for item in sorted(findings, key=lambda f: (f.location, f.message)):
+        chosen.setdefault((item.code, item.location), item)
+    return list(chosen.values())
+
+
+def code(site: Site) -> str:
+    return f"`{site.text}`"
+
+
+def loop_phrase(loop: LoopSite) -> str:
+    return f"`{loop.header}` (line {loop.location.line})"
