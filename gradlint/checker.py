@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gradlint.analysis import analyse
 from gradlint.core import Finding
-from gradlint.rules import ALL_RULES, selected_rules
+from gradlint.rules import resolve_codes, selected_rules
 
 NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 
@@ -55,8 +55,10 @@ def parse_source(text: str, filename: str = "<unknown>") -> ast.Module:
 
 
 def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None = None) -> list[Finding]:
-    """Findings for an already parsed module, `# noqa` not applied (flake8 applies its own)."""
-    rules = selected_rules(codes) if codes is not None else [r for r in ALL_RULES if r.RULE.enabled_by_default]
+    """Findings for an already parsed module, `# noqa` not applied (flake8 applies its own).
+
+    `codes` are codes or prefixes (`GL1`); None means the rules enabled by default."""
+    rules = selected_rules(resolve_codes(select=codes))
     facts = analyse(tree, lines)
     findings = {finding for rule in rules for finding in rule.check(facts)}
     return sorted(findings, key=Finding.sort_key)

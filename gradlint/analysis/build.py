@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import LoopSite, Site
-from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Gate, Loop, Register, Seq, Try
+from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Gate, Loop, Register, Seq, Try, prune
 from gradlint.core import EventKind, Location
 
 FunctionNode = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -55,6 +55,7 @@ class ModuleIndex:
     owner: dict[ast.AST, ast.AST] = field(default_factory=dict)  # function -> enclosing function/class
     kinds: dict[str, str] = field(default_factory=dict)
     instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
+    uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
 
     @classmethod
     def of(cls, tree: ast.Module) -> ModuleIndex:
@@ -72,6 +73,9 @@ class ModuleIndex:
             for method in info.methods.values():
                 scan_kinds(method.body, info.kinds, only_self=True)
         scan_kinds(module_statements(tree), index.kinds)
+        index.uses_accumulate = any(
+            isinstance(n, ast.Call) and names.callee_name(n) in ACCUMULATE_CONTEXTS for n in ast.walk(tree)
+        )
         scan_instances(module_statements(tree), index.instances, index.classes)
         return index
 
@@ -272,10 +276,10 @@ class FunctionBuilder:
         return self.function.body
 
     def build(self) -> Flow:
-        flow = self.block(self.body(), Context())
+        flow = self.block(self.body(), Context(), top=True)
         for event in self.backwards:
             self.finish_backward(event)
-        return flow
+        return prune(flow) or Seq()
 
     # --- who is who -------------------------------------------------------------------------
     def kind(self, path: str | None) -> str | None:
@@ -303,8 +307,23 @@ class FunctionBuilder:
         return kind == role or (kind is None and path is not None and by_name(path))
 
     # --- statements ---------------------------------------------------------------------------
-    def block(self, body: list[ast.stmt], context: Context) -> Seq:
-        return Seq([flow for statement in body for flow in self.statement(statement, context)])
+    def block(self, body: list[ast.stmt], context: Context, top: bool = False) -> Seq:
+        flows: list[Flow] = []
+        tests = [ast.dump(s.test) if isinstance(s, ast.If) else None for s in body]
+        for index, statement in enumerate(body):
+            if tests[index] is not None and tests[index] in tests[index + 1 :] and has_correlated_if(body, index):
+                # `if g_step: opt_g.zero_grad() ... if g_step: opt_g.step()`: both ifs take the same
+                # arm, so split the rest of the block once per arm instead of mixing the arms' paths.
+                rest = body[index + 1 :]
+                then = self.block(statement.body, Context(context.loops, statement.test, context.parameter_loops))
+                otherwise = self.block(statement.orelse, context)
+                then.items += self.block(specialise(rest, statement.test, True), context).items
+                otherwise.items += self.block(specialise(rest, statement.test, False), context).items
+                return Seq([*flows, *self.expression(statement.test, context), Branch([then, otherwise])])
+            flows.extend(self.statement(statement, context))
+        if not top:  # a function's own last `return` does not skip anything
+            mark_skipping_clears(flows)
+        return Seq(flows)
 
     def statement(self, node: ast.stmt, context: Context) -> list[Flow]:
         if isinstance(node, (*FunctionNode, ast.ClassDef)):
@@ -345,12 +364,11 @@ class FunctionBuilder:
             # Over parameters or optimizers: one update, not a repetition of the training step.
             inner = Context(context.loops, context.guard, dict(context.parameter_loops))
             model = parameters_owner(node.iter)
-            target = names.path_of(node.target) if isinstance(node.target, ast.Name) else None
-            if model and target:
-                inner.parameter_loops[target] = model
+            if model:
+                inner.parameter_loops.update({n.id: model for n in ast.walk(node.target) if isinstance(n, ast.Name)})
             return [*iterable, self.block(node.body, inner), self.block(node.orelse, context)]
         header = f"for {names.segment(self.lines, node.target)} in {names.segment(self.lines, node.iter)}"
-        loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, names.segment(self.lines, node.target)))
+        loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, names.segment(self.lines, node.target)), "repeat")
         loop.iterable = names.segment(self.lines, unwrap_iterable(node.iter))
         loop.count = accumulation_bound(node.iter)
         loop.draws_data = draws_data(node)
@@ -361,7 +379,7 @@ class FunctionBuilder:
     def while_loop(self, node: ast.While, context: Context) -> list[Flow]:
         forever = isinstance(node.test, ast.Constant) and bool(node.test.value)
         header = f"while {names.segment(self.lines, node.test)}"
-        loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, ""), "forever" if forever else "for")
+        loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, ""), "forever" if forever else "repeat")
         loop.draws_data = draws_data(node)
         inner = Context(context.loops + (loop,), None, context.parameter_loops)
         loop.body = Seq([*self.expression(node.test, inner), *self.block(node.body, inner).items])
@@ -453,20 +471,26 @@ class FunctionBuilder:
             flows = [flow for child in call_children(node) for flow in self.expression(child, context)]
             return flows + self.call(node, context)
         if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Load):
-            return [*self.expression(node.value, context), Event(EventKind.GRAD_READ, self.site(node))]
+            path, target = self.grad_owner(node, context)
+            return [*self.expression(node.value, context), Event(EventKind.GRAD_READ, self.site(node), path, target)]
         if isinstance(node, ast.Compare) and is_none_check(node):
             return []
         return [flow for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)
                 for flow in self.expression(child, context)]
 
     def comprehension(self, node: ast.AST, context: Context) -> list[Flow]:
+        context = Context(context.loops, context.guard, dict(context.parameter_loops))
+        for generator in node.generators:
+            model = parameters_owner(generator.iter)
+            if model:
+                context.parameter_loops.update({n.id: model for n in ast.walk(generator.target) if isinstance(n, ast.Name)})
         parts = [*(g.iter for g in node.generators), *(c for g in node.generators for c in g.ifs)]
         parts += [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
         flows = [flow for part in parts for flow in self.expression(part, context)]
         if not any(isinstance(f, (Event, Call)) and getattr(f, "kind", None) != EventKind.GRAD_READ for f in flows):
             return flows
         header = f"comprehension at line {node.lineno}"
-        return [Loop(Seq(flows), LoopSite(location_of(node, self.lines), header, ""))]
+        return [Loop(Seq(flows), LoopSite(location_of(node, self.lines), header, ""), "repeat")]
 
     def call(self, node: ast.Call, context: Context) -> list[Flow]:
         callee = names.callee_name(node)
@@ -480,7 +504,7 @@ class FunctionBuilder:
             return [Event(EventKind.STEP, self.site(node), MANUAL, "manual")]
         followed = self.follow(node, context)
         if followed is not None:
-            return [followed]
+            return followed
         if callee == "step" and receiver is not None:
             return self.step(node, receiver_path, context)
         if callee == "zero_grad":
@@ -556,7 +580,7 @@ class FunctionBuilder:
             return [Event(EventKind.CLEAR, site, path, target)]
         if callee in GRAD_SCALINGS:
             return [Event(EventKind.SCALE, site, path, target)]
-        return [Event(EventKind.GRAD_READ, site)]
+        return [Event(EventKind.GRAD_READ, site, path, target)]
 
     def grad_owner(self, access: ast.expr, context: Context) -> tuple[str | None, str]:
         """`p.grad` inside `for p in model.parameters()` belongs to `model`; otherwise to everything."""
@@ -602,7 +626,8 @@ class FunctionBuilder:
         if self.role(receiver_path, "engine", names.is_engine_name):
             return Event(EventKind.CLEAR, site, receiver_path, "engine")
         if self.is_optimizer(receiver_path):
-            return Event(EventKind.CLEAR, site, receiver_path, "optimizer")
+            # accelerate gates the prepared optimizer's zero_grad() by the last sync state, wherever it is
+            return Event(EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=self.index.uses_accumulate)
         return Event(EventKind.CLEAR, site, receiver_path, "module")
 
     def unknown_call(self, node: ast.Call, callee: str, receiver_path: str | None) -> list[Flow]:
@@ -641,10 +666,22 @@ class FunctionBuilder:
             owner = self.index.owner.get(owner)
         return None
 
-    def follow(self, node: ast.Call, context: Context) -> Call | None:
+    def follow(self, node: ast.Call, context: Context) -> list[Flow] | None:
         function = self.resolve_function(node)
         if function is None or function is self.function:
             return None
+        registers: list[Flow] = []
+
+        def bind(argument: ast.expr) -> str:
+            path = names.path_of(argument)
+            if path is not None:
+                return path
+            # `train(model, SGD(model.parameters()))`: the object exists only in this call
+            path = f"<argument {argument.lineno}:{argument.col_offset}>"
+            if isinstance(argument, ast.Call) and names.is_optimizer_constructor(argument):
+                registers.append(Register(path, self.parameter_sources(argument), names.callee_name(argument) == "LBFGS"))
+            return path
+
         self.callees.add(function)
         params = parameters(function)
         is_method = isinstance(node.func, ast.Attribute) and self.index.class_of(function) is not None
@@ -656,11 +693,11 @@ class FunctionBuilder:
         for param, argument in zip(positional, node.args):
             if isinstance(argument, ast.Starred):
                 break
-            bindings[param] = names.path_of(argument)
+            bindings[param] = bind(argument)
         for keyword_argument in node.keywords:
             if keyword_argument.arg in params:
-                bindings[keyword_argument.arg] = names.path_of(keyword_argument.value)
-        return Call(function, bindings, self.site(node))
+                bindings[keyword_argument.arg] = bind(keyword_argument.value)
+        return [*registers, Call(function, bindings, self.site(node))]
 
     # --- helpers ------------------------------------------------------------------------------
     def parameter_sources(self, constructor: ast.Call) -> tuple[str, ...]:
@@ -700,6 +737,40 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
         for target in targets:
             found |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
     return found
+
+
+def mark_skipping_clears(flows: list[Flow]) -> None:
+    """`optimizer.zero_grad(); continue`: the clear drops a bad batch and skips its step on purpose."""
+    exits = [i for i, f in enumerate(flows) if isinstance(f, Exit)]
+    if not exits:
+        return
+    for index, flow in enumerate(flows[: exits[0]]):
+        later = flows[index + 1 : exits[0]]
+        if isinstance(flow, Event) and flow.kind is EventKind.CLEAR and not any(
+            isinstance(f, Event) and f.kind is EventKind.STEP for f in later
+        ):
+            flow.on_purpose = True
+
+
+def has_correlated_if(body: list[ast.stmt], index: int) -> bool:
+    return specialise(body[index + 1 :], body[index].test, True) != body[index + 1 :]
+
+
+def specialise(body: list[ast.stmt], test: ast.expr, value: bool) -> list[ast.stmt]:
+    """Replace later `if <test>:` statements by the arm `value` picks, while `test` cannot change."""
+    if any(isinstance(n, (ast.Call, ast.NamedExpr)) for n in ast.walk(test)):
+        return body  # a call may answer differently the second time
+    tested = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
+    shape = ast.dump(test)
+    result: list[ast.stmt] = []
+    for position, statement in enumerate(body):
+        if isinstance(statement, ast.If) and ast.dump(statement.test) == shape:
+            result.extend(statement.body if value else statement.orelse)
+            continue
+        result.append(statement)
+        if assigned_names([statement]) & tested:
+            return result + body[position + 1 :]
+    return result
 
 
 def call_children(node: ast.Call) -> list[ast.expr]:
@@ -778,6 +849,8 @@ def unwrap_iterable(node: ast.expr) -> ast.expr:
 def is_collection(node: ast.expr) -> bool:
     """A loop over parameters, optimizers or models (not over data)."""
     node = unwrap_iterable(node)
+    if isinstance(node, ast.Call) and names.callee_name(node) in ("items", "values", "keys"):
+        node = node.func.value  # self.optimizers.items()
     vocabulary = names.words(names.callee_name(node)) if isinstance(node, ast.Call) else set()
     path = names.path_of(node)
     if path:

@@ -35,6 +35,9 @@ class Event:
     # UNKNOWN
     arguments: tuple[str, ...] = ()
     has_arguments: bool = False
+    # CLEAR that throws gradients away on purpose: it skips the step (`zero_grad(); continue` on a
+    # NaN loss), or accelerate gates it (the prepared optimizer's zero_grad between sync steps)
+    on_purpose: bool = False
 
 
 @dataclass(eq=False)
@@ -116,3 +119,49 @@ def walk_events(flow: Flow):
     elif isinstance(flow, Try):
         for part in (*flow.body, *flow.handlers, flow.orelse, flow.final):
             yield from walk_events(part)
+
+
+def prune(flow: Flow) -> Flow | None:
+    """Drop what cannot change a gradient state: loops and branches with no event, call or exit.
+
+    Most of a training script is data loading and logging; without this, every one of those loops
+    would be iterated to a fixed point for nothing."""
+    if isinstance(flow, Seq):
+        items = [kept for item in flow.items if (kept := prune(item)) is not None]
+        return Seq(items) if items else None
+    if isinstance(flow, Branch):
+        arms = [prune(arm) or Seq() for arm in flow.arms]
+        return Branch(arms) if any(isinstance(arm, Seq) and arm.items for arm in arms) else None
+    if isinstance(flow, Loop):
+        body = prune(flow.body)
+        if body is None or not any(True for _ in walk_effects(body)):
+            return None
+        flow.body = body
+        return flow
+    if isinstance(flow, Try):
+        parts = [prune(part) or Seq() for part in (*flow.body, *flow.handlers, flow.orelse, flow.final)]
+        if not any(isinstance(p, Seq) and p.items for p in parts):
+            return None
+        count = len(flow.body)
+        return Try(parts[:count], parts[count:-2], parts[-2], parts[-1])
+    if isinstance(flow, Gate):
+        body = prune(flow.body)
+        return Gate(body) if body is not None else None
+    return flow
+
+
+def walk_effects(flow: Flow):
+    """Events, calls and registrations in a flow (what a loop must be iterated for)."""
+    if isinstance(flow, (Event, Call, Register)):
+        yield flow
+    elif isinstance(flow, Seq):
+        for item in flow.items:
+            yield from walk_effects(item)
+    elif isinstance(flow, Branch):
+        for arm in flow.arms:
+            yield from walk_effects(arm)
+    elif isinstance(flow, (Loop, Gate)):
+        yield from walk_effects(flow.body)
+    elif isinstance(flow, Try):
+        for part in (*flow.body, *flow.handlers, flow.orelse, flow.final):
+            yield from walk_effects(part)

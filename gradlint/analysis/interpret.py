@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gradlint.analysis import names
 from gradlint.analysis.build import MANUAL, FunctionBuilder, ModuleIndex, parameters
@@ -23,7 +23,7 @@ from gradlint.analysis.facts import (
     UnappliedBackward,
     UnscaledAccumulation,
 )
-from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Gate, Loop, Register, Seq, Try
+from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Gate, Loop, Register, Seq, Try, walk_effects
 from gradlint.core import EventKind
 
 MANY = 2
@@ -32,8 +32,7 @@ MAX_PASSES = 12
 MAX_CALL_DEPTH = 8
 
 
-@dataclass(frozen=True)
-class Grad:
+class Grad(NamedTuple):
     """What one path knows about one optimizer's gradients."""
 
     unknown: bool = False
@@ -42,7 +41,6 @@ class Grad:
     backwards: frozenset[Event] = frozenset()
     fresh: frozenset[Event] = frozenset()  # backwards no step (of any optimizer) has used yet
     clear: Optional[tuple[Event, tuple[Loop, ...]]] = None
-    step: Optional[tuple[Event, tuple[Loop, ...]]] = None
     repeat_loop: Optional[Loop] = None  # the loop whose repetition summed backwards of one line
     crossed: frozenset[Loop] = frozenset()  # loops that went round since the last backward
     discarded: frozenset[tuple[Event, Event]] = frozenset()  # (clear, backward) waiting for a step
@@ -53,15 +51,15 @@ UNKNOWN = Grad(unknown=True)
 State = dict  # optimizer key -> frozenset[Grad]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     normal: Optional[State] = None
     breaks: Optional[State] = None
     continues: Optional[State] = None
     returns: Optional[State] = None
+    raises: Optional[State] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Frame:
     """One activation of a function: how its names map to the caller's objects."""
 
@@ -79,9 +77,30 @@ class Frame:
 def join(a: Optional[State], b: Optional[State]) -> Optional[State]:
     if a is None:
         return b
-    if b is None:
+    if b is None or a is b:
         return a
-    return {key: a.get(key, frozenset()) | b.get(key, frozenset()) for key in a.keys() | b.keys()}
+    return {key: normalize(a.get(key, frozenset()) | b.get(key, frozenset())) for key in a.keys() | b.keys()}
+
+
+def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
+    """Merge values that agree on everything a rule decides on, uniting the sets they carry.
+
+    Each merged fact (this clear discarded that backward, these backwards were summed) still comes
+    from one real path to this point, and the paths continue alike from here; without the merge,
+    every combination of history would be a value of its own and long scripts would not finish."""
+    if len(values) < 2:
+        return values
+    merged: dict[tuple, Grad] = {}
+    for value in values:
+        key = (value.unknown, value.pending, value.applied, value.repeat_loop, value.grads_scaled, value.clear)
+        other = merged.get(key)
+        merged[key] = value if other is None else other._replace(
+            backwards=other.backwards | value.backwards,
+            fresh=other.fresh | value.fresh,
+            crossed=other.crossed | value.crossed,
+            discarded=other.discarded | value.discarded,
+        )
+    return frozenset(merged.values())
 
 
 def widen(state: State) -> State:
@@ -99,6 +118,8 @@ class ModuleAnalysis:
         self.flows: dict[ast.AST | None, Flow] = {}
         self.builders: dict[ast.AST | None, FunctionBuilder] = {}
         self.facts = Facts()
+        self.effects: dict[ast.AST, bool] = {}
+        self.flow_effects: dict[Flow, bool] = {}
 
     def flow_of(self, function: ast.AST | None) -> Flow:
         if function not in self.flows:
@@ -107,6 +128,21 @@ class ModuleAnalysis:
             self.flows[function] = builder.build()
         return self.flows[function]
 
+    def has_effect(self, function: ast.AST, visiting: frozenset = frozenset()) -> bool:
+        """Whether calling `function` can touch a gradient: pure helpers are not interpreted at all."""
+        if function not in self.effects:
+            if function in visiting:
+                return False
+            self.effects[function] = self.flow_has_effect(self.flow_of(function), visiting | {function})
+        return self.effects[function]
+
+    def flow_has_effect(self, flow: Flow, visiting: frozenset = frozenset()) -> bool:
+        if flow not in self.flow_effects:
+            self.flow_effects[flow] = any(
+                not isinstance(e, Call) or self.has_effect(e.function, visiting) for e in walk_effects(flow)
+            )
+        return self.flow_effects[flow]
+
     def run(self) -> Facts:
         functions = list(self.index.all_functions())
         for function in [None, *functions]:
@@ -114,7 +150,7 @@ class ModuleAnalysis:
         called = {callee for function, builder in self.builders.items() for callee in builder.callees
                   if callee is not function}
         for function in [None, *functions]:
-            if function is None or function not in called:
+            if (function is None or function not in called) and self.has_effect(function):
                 RootInterpreter(self, function).run()
         return self.facts
 
@@ -135,6 +171,8 @@ class RootInterpreter:
         self.reset()
 
     def reset(self) -> None:
+        self.call_memo: dict[tuple, Outcome] = {}
+        self.loop_memo: dict[tuple, Outcome] = {}
         self.consumed: set[Event] = set()
         self.seen: dict[Event, tuple[Loop, ...]] = {}
         self.discarded_by: dict[Event, Event] = {}
@@ -194,12 +232,11 @@ class RootInterpreter:
         if isinstance(flow, Loop):
             return self.loop(flow, state, frame)
         if isinstance(flow, Exit):
-            slot = EXIT_SLOTS.get(flow.kind)  # a raise leaves the analysed code: no state flows on
-            return Outcome(**{slot: state}) if slot else Outcome()
+            return Outcome(**{EXIT_SLOTS[flow.kind]: state})
         if isinstance(flow, Try):
             return self.try_block(flow, state, frame)
         if isinstance(flow, Call):
-            return Outcome(normal=self.call(flow, state, frame))
+            return self.call(flow, state, frame)
         if isinstance(flow, Gate):
             return self.interpret(flow.body, state, replace(frame, gated=True))
         if isinstance(flow, Register):
@@ -211,20 +248,29 @@ class RootInterpreter:
         current: Optional[State] = state
         for item in items:
             outcome = self.interpret(item, current, frame)
-            exits.append(replace(outcome, normal=None))
+            exits.append(outcome._replace(normal=None))
             current = outcome.normal
             if current is None:
                 break
-        return replace(merge(exits), normal=current)
+        return merge(exits)._replace(normal=current)
 
     def loop(self, loop: Loop, state: State, frame: Frame) -> Outcome:
+        if not self.analysis.flow_has_effect(loop):
+            return Outcome(normal=state)
+        memo_key = (loop, frozenset(state.items()), frame)
+        if memo_key not in self.loop_memo:
+            self.loop_memo[memo_key] = self.iterate(loop, state, frame)
+        return self.loop_memo[memo_key]
+
+    def iterate(self, loop: Loop, state: State, frame: Frame) -> Outcome:
         inner = replace(frame, loops=frame.loops + (loop,))
         head = state
         after: Optional[State] = None
-        breaks = returns = None
+        breaks = returns = raises = None
         for _ in range(MAX_PASSES):
             outcome = self.interpret(loop.body, head, inner)
             breaks, returns = join(breaks, outcome.breaks), join(returns, outcome.returns)
+            raises = join(raises, outcome.raises)
             back = cross(join(outcome.normal, outcome.continues), loop)
             after = join(after, back)
             new_head = widen(join(head, back) or head)
@@ -233,41 +279,43 @@ class RootInterpreter:
             head = new_head
         else:
             head = {key: frozenset({UNKNOWN}) for key in head}
-        if loop.kind == "for":
-            normal = join(head, breaks)
-        elif loop.kind == "forever":
-            normal = breaks
-        else:
-            normal = join(after, breaks)
-        return Outcome(normal=normal, returns=returns)
+        # A loop that never runs is assumed away: a finding only on that path would be a guess.
+        normal = breaks if loop.kind == "forever" else join(after, breaks)
+        return Outcome(normal=normal, returns=returns, raises=raises)
 
     def try_block(self, block: Try, state: State, frame: Frame) -> Outcome:
-        prefixes: Optional[State] = state
-        exits: list[Outcome] = []
-        current: Optional[State] = state
-        for item in block.body:
-            outcome = self.interpret(item, current, frame)
-            exits.append(replace(outcome, normal=None))
-            current = outcome.normal
-            prefixes = join(prefixes, current)
-            if current is None:
-                break
-        results = [self.interpret(block.orelse, current, frame)] if current is not None else []
-        results += [self.interpret(handler, prefixes, frame) for handler in block.handlers]
-        combined = merge(exits + results)
+        # Handlers run from the start of the body or from an explicit raise in it: that any call may
+        # raise anywhere is true, but a finding only on such a path would be a guess.
+        body = self.sequence(block.body, state, frame)
+        results = [self.interpret(block.orelse, body.normal, frame)] if body.normal is not None else []
+        if block.handlers:
+            entry = join(state, body.raises)
+            results += [self.interpret(handler, entry, frame) for handler in block.handlers]
+            body = body._replace(raises=None)
+        combined = merge([body._replace(normal=None), *results])
         if not block.final.items:
             return combined
         final_normal = self.interpret(block.final, combined.normal, frame)
         others = {
             name: self.interpret(block.final, getattr(combined, name), frame).normal
-            for name in ("breaks", "continues", "returns")
+            for name in ("breaks", "continues", "returns", "raises")
         }
         return Outcome(normal=final_normal.normal, **others)
 
-    def call(self, call: Call, state: State, frame: Frame) -> State:
+    def call(self, call: Call, state: State, frame: Frame) -> Outcome:
         function = call.function
         if function in frame.stack or len(frame.stack) > MAX_CALL_DEPTH:
-            return state
+            return Outcome(normal=state)
+        if not self.analysis.has_effect(function):
+            return Outcome(normal=state)
+        # Loops reach the same call with the same state on every pass: answer from memory.
+        memo_key = (call, frozenset(state.items()), frame)
+        if memo_key not in self.call_memo:
+            self.call_memo[memo_key] = self.enter(call, state, frame)
+        return self.call_memo[memo_key]
+
+    def enter(self, call: Call, state: State, frame: Frame) -> Outcome:
+        function = call.function
         flow = self.analysis.flow_of(function)
         builder = self.analysis.builders[function]
         bindings = {param: self.resolve(path, frame) for param, path in call.bindings.items()}
@@ -283,7 +331,7 @@ class RootInterpreter:
             frame.root_params,
         )
         outcome = self.interpret(flow, state, callee)
-        return join(outcome.normal, outcome.returns)
+        return Outcome(normal=join(outcome.normal, outcome.returns), raises=outcome.raises)
 
     def register(self, register: Register, state: State, frame: Frame) -> State:
         key = self.resolve(register.path, frame)
@@ -306,10 +354,10 @@ class RootInterpreter:
         if kind is EventKind.CLEAR:
             return self.clear(event, state, frame)
         if kind is EventKind.GRAD_READ:
-            return self.consume_all(state)
+            return self.read_gradients(event, state)
         if kind is EventKind.SCALE:
             return self.update(state, self.grad_keys(event, state, frame),
-                               lambda v: v if v.unknown else replace(v, grads_scaled=True))
+                               lambda v: v if v.unknown else v._replace(grads_scaled=True))
         if kind is EventKind.GRAD_WRITE:
             keys = self.grad_keys(event, state, frame)
             return self.update(state, keys, lambda v: Grad(pending=1))
@@ -343,7 +391,7 @@ class RootInterpreter:
     def update(self, state: State, keys: set[str], change) -> State:
         result = dict(state)
         for key in keys & set(state):
-            result[key] = frozenset(change(v) for v in state[key])
+            result[key] = normalize(frozenset(change(v) for v in state[key]))
         return result
 
     def backward(self, event: Event, state: State, frame: Frame) -> State:
@@ -365,8 +413,7 @@ class RootInterpreter:
         repeat_loop = value.repeat_loop
         if event in value.backwards and repeat_loop is None:
             repeat_loop = next((loop for loop in reversed(frame.loops) if loop in value.crossed), None)
-        return replace(
-            value,
+        return value._replace(
             pending=min(value.pending + 1, MANY),
             backwards=value.backwards | {event},
             fresh=value.fresh | {event},
@@ -404,7 +451,7 @@ class RootInterpreter:
         return self.loop(loop, state, frame).normal or state
 
     def apply_step(self, event: Event, key: str, state: State, frame: Frame) -> State:
-        display = event.path or "parameters"
+        display = event.path if event.target != "manual" else "parameters"
         for value in state[key]:
             if value.unknown:
                 continue
@@ -416,10 +463,10 @@ class RootInterpreter:
                 self.facts.discarded.add(DiscardedGradients(display, clear.site, backward.site, event.site))
         consumed = frozenset().union(*(v.backwards for v in state[key]))
         self.consumed |= consumed
-        result = {k: frozenset(replace(v, fresh=v.fresh - consumed) if not v.unknown else v for v in values)
+        result = {k: frozenset(v._replace(fresh=v.fresh - consumed) if not v.unknown else v for v in values)
                   for k, values in state.items()}
         result[key] = frozenset(
-            v if v.unknown else replace(v, applied=True, step=(event, frame.loops), discarded=frozenset(), fresh=frozenset())
+            v if v.unknown else v._replace(applied=True, discarded=frozenset(), fresh=frozenset())
             for v in state[key]
         )
         return result
@@ -434,7 +481,8 @@ class RootInterpreter:
             display,
             event.site,
             tuple(loop.site for loop in frame.loops),
-            tuple(sorted((b.site for b in value.backwards), key=lambda s: s.location)),
+            # the backwards of this iteration (not those another optimizer's step used) name the culprit
+            tuple(sorted((b.site for b in (value.fresh or value.backwards)), key=lambda s: s.location)),
             clear.site if clear else None,
             tuple(loop.site for loop in clear_loops),
             on_path,
@@ -457,23 +505,29 @@ class RootInterpreter:
         keys = self.grad_keys(event, state, frame)
         if event.target == "module" and self.resolve(event.path, frame) in self.optimizers:
             keys = {self.resolve(event.path, frame)}  # a parameter named `model` that holds an optimizer
+        if MANUAL in state:
+            keys.add(MANUAL)  # hand-written updates use the same parameters any clear zeroes
         for key in keys:
             self.clears.setdefault(key, event)
         return self.update(state, keys, lambda v: self.cleared(v, event, frame))
 
     def cleared(self, value: Grad, event: Event, frame: Frame) -> Grad:
-        if value.unknown:
-            return Grad(clear=(event, frame.loops))
+        if value.unknown or event.on_purpose:
+            return Grad(clear=(event, frame.loops), discarded=value.discarded)
         discarded = value.discarded | {(event, backward) for backward in value.fresh}
         for backward in value.fresh:
             self.discarded_by.setdefault(backward, event)
         return Grad(clear=(event, frame.loops), discarded=discarded)
 
-    def consume_all(self, state: State) -> State:
+    def read_gradients(self, event: Event, state: State) -> State:
+        """Reading an input's `.grad` (FGSM, saliency) is what that backward was for; reading the
+        parameters' gradients (logging a norm) is not a reason to throw them away before the step."""
         for values in state.values():
             for value in values:
                 self.consumed |= value.backwards
-        return {k: frozenset(replace(v, fresh=frozenset()) for v in values) for k, values in state.items()}
+        if event.target == "module":
+            return state
+        return {k: frozenset(v._replace(fresh=frozenset()) for v in values) for k, values in state.items()}
 
     def unknown(self, event: Event, state: State, frame: Frame, every: bool = False) -> State:
         """Code we cannot see receives an optimizer or a model: assume it does the right thing."""
@@ -495,8 +549,9 @@ class RootInterpreter:
     # --- after the root has run -------------------------------------------------------------
     def report_unapplied(self) -> None:
         owns_optimizer = any(split_root(key)[0] not in self.root_param_names() for key in self.optimizers)
+        starved = {fact.backward for fact in self.facts.discarded}  # GL103 names the cause of those
         for backward, loops in self.seen.items():
-            if not loops or backward in self.consumed or backward.target == "engine":
+            if not loops or backward in self.consumed or backward.target == "engine" or backward.site in starved:
                 continue
             cleared_by = self.discarded_by.get(backward)
             if cleared_by is None and not owns_optimizer:
@@ -515,25 +570,23 @@ class RootInterpreter:
         return params
 
 
-EXIT_SLOTS = {"break": "breaks", "continue": "continues", "return": "returns"}
+EXIT_SLOTS = {"break": "breaks", "continue": "continues", "return": "returns", "raise": "raises"}
+SLOTS = ("normal", "breaks", "continues", "returns", "raises")
 
 
 def merge(outcomes: list[Outcome]) -> Outcome:
     result = Outcome()
     for outcome in outcomes:
-        result = Outcome(
-            join(result.normal, outcome.normal),
-            join(result.breaks, outcome.breaks),
-            join(result.continues, outcome.continues),
-            join(result.returns, outcome.returns),
-        )
+        result = Outcome(*(join(getattr(result, slot), getattr(outcome, slot)) for slot in SLOTS))
     return result
 
 
 def cross(state: Optional[State], loop: Loop) -> Optional[State]:
     if state is None:
         return None
-    return {k: frozenset(v if v.unknown else replace(v, crossed=v.crossed | {loop}) for v in values)
+    # Only a loop that goes round with a backward already in .grad can sum two of them.
+    return {k: frozenset(v if v.unknown or not v.pending or loop in v.crossed else v._replace(crossed=v.crossed | {loop})
+                         for v in values)
             for k, values in state.items()}
 
 

@@ -10,7 +10,7 @@ import ast
 import re
 
 OPTIMIZER_WORDS = {"opt", "optim", "optimizer", "optimiser", "optimizers", "optims", "opts"}
-SCHEDULER_WORDS = {"sched", "scheduler", "schedulers", "lr", "warmup", "swa", "plateau", "schedule"}
+SCHEDULER_WORDS = {"sched", "scheduler", "schedulers", "warmup", "swa", "plateau", "schedule"}
 SCALER_WORDS = {"scaler", "grad_scaler", "gradscaler"}
 ACCELERATOR_WORDS = {"accelerator", "fabric"}
 ENGINE_WORDS = {"engine", "deepspeed", "ds"}
@@ -78,8 +78,9 @@ def is_optimizer_name(path: str) -> bool:
 
 
 def is_scheduler_name(path: str) -> bool:
+    """`lr_scheduler`, `opt_param_scheduler`, `lr_sched`; `lr` alone counts unless an optimizer word is there."""
     name_words = words(last_name(path))
-    return bool(name_words & SCHEDULER_WORDS) and not (name_words & OPTIMIZER_WORDS)
+    return bool(name_words & SCHEDULER_WORDS) or ("lr" in name_words and not name_words & OPTIMIZER_WORDS)
 
 
 def is_scaler_name(path: str) -> bool:
