@@ -34,6 +34,12 @@ HARMLESS_CALLEE_WORDS = {
     "scheduler", "sched", "lr", "warmup", "schedule", "lambda", "zip", "enumerate", "range", "list",
     "tuple", "set", "sorted", "sum", "min", "max", "any", "all", "map", "filter", "next", "iter",
 }
+# Libraries whose functions compute or log but never step an optimizer.
+PURE_MODULES = {
+    "torch", "F", "nn", "np", "numpy", "math", "os", "sys", "json", "random", "time", "shutil", "re",
+    "datetime", "pickle", "copy", "itertools", "functools", "collections", "pathlib", "plt", "wandb",
+    "logging", "logger", "warnings", "tqdm", "einops", "torchvision", "transforms", "utils", "dist",
+}
 LOOP_WRAPPERS = {"enumerate", "tqdm", "zip", "iter", "islice", "track", "progress_bar", "cycle", "tqdm_notebook"}
 ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
 
@@ -636,6 +642,9 @@ class FunctionBuilder:
         if not arguments and callee == "step" and receiver_path:
             arguments = [receiver_path]  # `wrapper.step()` on something we cannot identify
         if not arguments or names.words(callee) & HARMLESS_CALLEE_WORDS:
+            return []
+        function_path = names.path_of(node.func) or ""
+        if function_path.split(".", 1)[0] in PURE_MODULES and not names.is_optimizer_constructor(node):
             return []
         if receiver_path and names.words(names.last_name(receiver_path)) & HARMLESS_CALLEE_WORDS:
             return []

@@ -539,7 +539,8 @@ class RootInterpreter:
             if key in state:
                 keys.add(key)
             keys |= {k for k in state if k.startswith(key + ".") or k.startswith(key + "[")}
-            if any(key in sources or any(related(key, s) for s in sources) for sources in self.sources.values()):
+            # the model itself, or an object holding it (`self`), not one of its attributes
+            if any(s == key or s.startswith(key + ".") for sources in self.sources.values() for s in sources):
                 keys |= self.fed_by(key, state)
         for key in keys:
             for value in state[key]:
