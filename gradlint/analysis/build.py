@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import LoopSite, Site
@@ -62,6 +62,7 @@ class ModuleIndex:
     kinds: dict[str, str] = field(default_factory=dict)
     instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
     uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
+    accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
 
     @classmethod
     def of(cls, tree: ast.Module) -> ModuleIndex:
@@ -83,6 +84,11 @@ class ModuleIndex:
             isinstance(n, ast.Call) and names.callee_name(n) in ACCUMULATE_CONTEXTS for n in ast.walk(tree)
         )
         scan_instances(module_statements(tree), index.instances, index.classes)
+        constructors = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and names.callee_name(n) in ("Accelerator", "Fabric")]
+        if constructors:
+            index.accelerator_scales = any(
+                k.arg is None or "accumulation" in k.arg for c in constructors for k in c.keywords
+            )
         return index
 
     def _link_owners(self, node: ast.AST, owner: ast.AST | None) -> None:
@@ -244,6 +250,7 @@ class Context:
     loops: tuple[Loop, ...] = ()
     guard: ast.expr | None = None
     parameter_loops: dict[str, str] = field(default_factory=dict)  # `p` -> `model` in `for p in model.parameters()`
+    accumulating: bool = False  # inside `accelerator.accumulate(...)`
 
 
 class FunctionBuilder:
@@ -321,7 +328,7 @@ class FunctionBuilder:
                 # `if g_step: opt_g.zero_grad() ... if g_step: opt_g.step()`: both ifs take the same
                 # arm, so split the rest of the block once per arm instead of mixing the arms' paths.
                 rest = body[index + 1 :]
-                then = self.block(statement.body, Context(context.loops, statement.test, context.parameter_loops))
+                then = self.block(statement.body, replace(context, guard=statement.test))
                 otherwise = self.block(statement.orelse, context)
                 then.items += self.block(specialise(rest, statement.test, True), context).items
                 otherwise.items += self.block(specialise(rest, statement.test, False), context).items
@@ -336,8 +343,8 @@ class FunctionBuilder:
             return []
         if isinstance(node, ast.If):
             test = self.expression(node.test, context)
-            then = self.block(node.body, Context(context.loops, node.test, context.parameter_loops))
-            otherwise = self.block(node.orelse, Context(context.loops, None, context.parameter_loops))
+            then = self.block(node.body, replace(context, guard=node.test))
+            otherwise = self.block(node.orelse, replace(context, guard=None))
             return [*test, Branch([then, otherwise])]
         if isinstance(node, (ast.For, ast.AsyncFor)):
             return self.for_loop(node, context)
@@ -368,7 +375,7 @@ class FunctionBuilder:
         iterable = self.expression(node.iter, context)
         if is_collection(node.iter):
             # Over parameters or optimizers: one update, not a repetition of the training step.
-            inner = Context(context.loops, context.guard, dict(context.parameter_loops))
+            inner = replace(context, parameter_loops=dict(context.parameter_loops))
             model = parameters_owner(node.iter)
             if model:
                 inner.parameter_loops.update({n.id: model for n in ast.walk(node.target) if isinstance(n, ast.Name)})
@@ -379,7 +386,7 @@ class FunctionBuilder:
         loop.count = accumulation_bound(node.iter)
         loop.draws_data = draws_data(node)
         self.record_targets(node.target, node, context.loops + (loop,))
-        loop.body = self.block(node.body, Context(context.loops + (loop,), None, context.parameter_loops))
+        loop.body = self.block(node.body, replace(context, loops=context.loops + (loop,), guard=None))
         return [*iterable, loop, self.block(node.orelse, context)]
 
     def while_loop(self, node: ast.While, context: Context) -> list[Flow]:
@@ -387,7 +394,7 @@ class FunctionBuilder:
         header = f"while {names.segment(self.lines, node.test)}"
         loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, ""), "forever" if forever else "repeat")
         loop.draws_data = draws_data(node)
-        inner = Context(context.loops + (loop,), None, context.parameter_loops)
+        inner = replace(context, loops=context.loops + (loop,), guard=None)
         loop.body = Seq([*self.expression(node.test, inner), *self.block(node.body, inner).items])
         return [*self.expression(node.test, context), loop, self.block(node.orelse, context)]
 
@@ -403,9 +410,10 @@ class FunctionBuilder:
                 )
             if item.optional_vars is not None:
                 self.record_targets(item.optional_vars, call, context.loops)
-        body = self.block(node.body, context)
         if gated:
-            return [*flows, Branch([body, Gate(self.block(node.body, context))])]
+            inner = replace(context, accumulating=True)
+            return [*flows, Branch([self.block(node.body, inner), Gate(self.block(node.body, inner))])]
+        body = self.block(node.body, context)
         return [*flows, body]
 
     def try_block(self, node: ast.stmt, context: Context) -> Try:
@@ -485,7 +493,7 @@ class FunctionBuilder:
                 for flow in self.expression(child, context)]
 
     def comprehension(self, node: ast.AST, context: Context) -> list[Flow]:
-        context = Context(context.loops, context.guard, dict(context.parameter_loops))
+        context = replace(context, parameter_loops=dict(context.parameter_loops))
         for generator in node.generators:
             model = parameters_owner(generator.iter)
             if model:
@@ -535,7 +543,8 @@ class FunctionBuilder:
             if receiver_path and (self.kind(receiver_path) == "engine" or names.is_engine_name(receiver_path)):
                 target, path, scaled = "engine", receiver_path, True
             elif receiver_path and self.role(receiver_path, "accelerator", names.is_accelerator_name):
-                scaled = True  # accelerator.backward divides by gradient_accumulation_steps
+                # divides by gradient_accumulation_steps, which is 1 unless the Accelerator was given it
+                scaled = self.index.accelerator_scales or context.accumulating
         elif isinstance(loss, ast.Call) and names.callee_name(loss) == "scale" and loss.args:
             loss = loss.args[0]  # scaler.scale(loss).backward(): AMP's scale, not the accumulation one
         retain = keyword(node, "retain_graph")
