@@ -73,8 +73,13 @@ JSON_SCHEMA = {
             "items": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["path", "message"],
-                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["path", "line", "col", "message"],
+                "properties": {
+                    "path": {"type": "string"},
+                    "line": {"type": "integer"},
+                    "col": {"type": "integer"},
+                    "message": {"type": "string"},
+                },
             },
         },
     },
@@ -217,6 +222,7 @@ def test_json_with_errors_only_has_the_documented_shape_and_order(tmp_path, caps
     assert document["findings"] == []
     assert [error["path"] for error in document["errors"]] == [str(tmp_path / "a.py"), str(tmp_path / "b.py")]
     assert document["errors"][1]["message"] == "cannot parse: invalid syntax"
+    assert (document["errors"][1]["line"], document["errors"][1]["col"]) == (1, 11)
 
 
 def test_json_findings_are_ordered_by_path_line_col_code(tmp_path, capsys):
@@ -254,7 +260,7 @@ def test_json_of_a_constructed_result_is_exact():
                 "related": [{"line": 11, "col": 9, "message": "step"}],
             }
         ],
-        "errors": [{"path": "b.py", "message": "cannot parse: x"}],
+        "errors": [{"path": "b.py", "line": 3, "col": 4, "message": "cannot parse: x"}],
     }
 
 

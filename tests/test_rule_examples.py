@@ -14,12 +14,12 @@ def examples(kind: str):
             yield pytest.param(rule.RULE.code, snippet, id=f"{rule.RULE.code}-{kind}-{number}")
 
 
-@pytest.mark.parametrize(("code", "snippet"), examples("valid"))
+@pytest.mark.parametrize(("code", "snippet"), list(examples("valid")))
 def test_valid_example_has_no_finding(code: str, snippet: str) -> None:
     assert check_source(snippet, codes=[code]) == []
 
 
-@pytest.mark.parametrize(("code", "snippet"), examples("invalid"))
+@pytest.mark.parametrize(("code", "snippet"), list(examples("invalid")))
 def test_invalid_example_is_reported_on_marked_lines(code: str, snippet: str) -> None:
     expected = {number for number, line in enumerate(snippet.splitlines(), 1) if line.endswith("# error")}
     reported = {finding.location.line for finding in check_source(snippet, codes=[code])}
