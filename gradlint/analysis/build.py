@@ -41,6 +41,7 @@ PURE_MODULES = {
     "logging", "logger", "warnings", "tqdm", "einops", "torchvision", "transforms", "utils", "dist",
 }
 LOOP_WRAPPERS = {"enumerate", "tqdm", "zip", "iter", "islice", "track", "progress_bar", "cycle", "tqdm_notebook"}
+GRADIENT_ATTRIBUTES = {"backward", "manual_backward", "zero_grad", "step", "grad"}
 ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
 
 
@@ -63,6 +64,8 @@ class ModuleIndex:
     instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
     uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
     accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
+    has_gradient_code: bool = False
+    function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
 
     @classmethod
     def of(cls, tree: ast.Module) -> ModuleIndex:
@@ -72,7 +75,9 @@ class ModuleIndex:
                 index.functions[node.name] = node
             elif isinstance(node, ast.ClassDef):
                 index.classes[node.name] = ClassInfo(node)
-        index._link_owners(tree, None)
+        accelerator_constructors = index._read_tree()
+        if not index.has_gradient_code:
+            return index
         for info in index.classes.values():
             for item in info.node.body:
                 if isinstance(item, FunctionNode):
@@ -80,25 +85,39 @@ class ModuleIndex:
             for method in info.methods.values():
                 scan_kinds(method.body, info.kinds, only_self=True)
         scan_kinds(module_statements(tree), index.kinds)
-        index.uses_accumulate = any(
-            isinstance(n, ast.Call) and names.callee_name(n) in ACCUMULATE_CONTEXTS for n in ast.walk(tree)
-        )
         scan_instances(module_statements(tree), index.instances, index.classes)
-        constructors = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and names.callee_name(n) in ("Accelerator", "Fabric")]
-        if constructors:
+        if accelerator_constructors:
             index.accelerator_scales = any(
-                k.arg is None or "accumulation" in k.arg for c in constructors for k in c.keywords
+                k.arg is None or "accumulation" in k.arg for c in accelerator_constructors for k in c.keywords
             )
         return index
 
-    def _link_owners(self, node: ast.AST, owner: ast.AST | None) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (*FunctionNode, ast.ClassDef)):
-                if owner is not None:
-                    self.owner[child] = owner
-                self._link_owners(child, child)
-            else:
-                self._link_owners(child, owner)
+    def _read_tree(self) -> list[ast.Call]:
+        """One walk over the whole module: who owns each function, which functions exist, and
+        whether anything here can be a gradient event at all (most Python files have none)."""
+        accelerator_constructors: list[ast.Call] = []
+        stack: list[tuple[ast.AST, ast.AST | None]] = [(self.tree, None)]
+        while stack:
+            node, owner = stack.pop()
+            for child in ast.iter_child_nodes(node):
+                child_owner = owner
+                if isinstance(child, (*FunctionNode, ast.ClassDef)):
+                    if owner is not None:
+                        self.owner[child] = owner
+                    if isinstance(child, FunctionNode):
+                        self.function_list.append(child)
+                    child_owner = child
+                elif isinstance(child, ast.Attribute) and child.attr in GRADIENT_ATTRIBUTES:
+                    self.has_gradient_code = True
+                elif isinstance(child, ast.Call):
+                    callee = names.callee_name(child)
+                    if callee in ACCUMULATE_CONTEXTS:
+                        self.uses_accumulate = True
+                    elif callee in ("Accelerator", "Fabric"):
+                        accelerator_constructors.append(child)
+                stack.append((child, child_owner))
+        self.function_list.sort(key=lambda f: (f.lineno, f.col_offset))
+        return accelerator_constructors
 
     def class_of(self, function: ast.AST) -> ClassInfo | None:
         owner = self.owner.get(function)
@@ -117,10 +136,8 @@ class ModuleIndex:
                     return found
         return None
 
-    def all_functions(self) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
-        for node in ast.walk(self.tree):
-            if isinstance(node, FunctionNode):
-                yield node
+    def all_functions(self) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+        return self.function_list
 
 
 def module_statements(tree: ast.Module) -> list[ast.stmt]:

@@ -144,7 +144,9 @@ class ModuleAnalysis:
         return self.flow_effects[flow]
 
     def run(self) -> Facts:
-        functions = list(self.index.all_functions())
+        if not self.index.has_gradient_code:
+            return self.facts
+        functions = self.index.all_functions()
         for function in [None, *functions]:
             self.flow_of(function)
         called = {callee for function, builder in self.builders.items() for callee in builder.callees
