@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import LoopSite, Site
-from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Gate, Loop, Register, Seq, Try, prune
+from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Forget, Gate, Loop, Register, Seq, Try, prune
 from gradlint.core import EventKind, Location
 
 FunctionNode = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -28,11 +28,11 @@ HARMLESS_CALLEE_WORDS = {
     "count", "format", "str", "repr", "getattr", "hasattr", "setattr", "to", "cuda", "cpu", "device",
     "prepare", "wrap", "compile", "parallel", "initialize", "register", "hook", "ema", "unwrap",
     "gather", "reduce", "broadcast", "barrier", "wait", "clip", "norm", "unscale", "type", "id",
-    "sample", "generate", "visualize", "image", "images", "display", "describe", "apply", "init",
-    "weights", "freeze", "unfreeze", "requires", "grad", "set", "get", "seed", "profile", "trace",
+    "sample", "generate", "visualize", "image", "images", "display", "describe", "init",
+    "weights", "freeze", "unfreeze", "requires", "seed", "profile", "trace",
     "writer", "wandb", "tensorboard", "mlflow", "meter", "tracker", "progress", "pbar", "tqdm", "timer",
     "scheduler", "sched", "lr", "warmup", "schedule", "lambda", "zip", "enumerate", "range", "list",
-    "tuple", "set", "sorted", "sum", "min", "max", "any", "all", "map", "filter", "next", "iter",
+    "tuple", "sorted", "sum", "min", "max", "any", "all", "map", "filter", "next", "iter",
 }
 # Libraries whose functions compute or log but never step an optimizer.
 PURE_MODULES = {
@@ -40,7 +40,14 @@ PURE_MODULES = {
     "datetime", "pickle", "copy", "itertools", "functools", "collections", "pathlib", "plt", "wandb",
     "logging", "logger", "warnings", "tqdm", "einops", "torchvision", "transforms", "utils", "dist",
 }
+# Of those, the words that stay harmless when the call receives an optimizer.
+OPTIMIZER_SAFE_WORDS = {
+    "print", "log", "logger", "logging", "info", "save", "load", "checkpoint", "state", "dict", "copy",
+    "deepcopy", "prepare", "wrap", "initialize", "register", "hook", "scheduler", "sched", "lr", "warmup",
+    "schedule", "lambda", "watch", "summary", "len", "isinstance", "getattr", "hasattr", "type", "id",
+}
 LOOP_WRAPPERS = {"enumerate", "tqdm", "zip", "iter", "islice", "track", "progress_bar", "cycle", "tqdm_notebook"}
+OPTIMIZER_READS = {"state_dict", "load_state_dict", "add_param_group", "register_step_pre_hook", "register_step_post_hook"}
 GRADIENT_ATTRIBUTES = {"backward", "manual_backward", "zero_grad", "step", "grad"}
 ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
 
@@ -65,6 +72,7 @@ class ModuleIndex:
     uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
     accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
     has_gradient_code: bool = False
+    tested_paths: set[str] = field(default_factory=set)  # names some `if` tests directly
     function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
 
     @classmethod
@@ -96,6 +104,8 @@ class ModuleIndex:
         """One walk over the whole module: who owns each function, which functions exist, and
         whether anything here can be a gradient event at all (most Python files have none)."""
         accelerator_constructors: list[ast.Call] = []
+        tested: set[str] = set()
+        assigned_in_loops: set[str] = set()
         stack: list[tuple[ast.AST, ast.AST | None]] = [(self.tree, None)]
         while stack:
             node, owner = stack.pop()
@@ -109,6 +119,10 @@ class ModuleIndex:
                     child_owner = child
                 elif isinstance(child, ast.Attribute) and child.attr in GRADIENT_ATTRIBUTES:
                     self.has_gradient_code = True
+                elif isinstance(child, ast.If) and assumptions(child.test):
+                    tested.add(assumptions(child.test)[0][0])
+                elif isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
+                    assigned_in_loops |= {p for s in own_statements(child.body) for p in assigned_paths(s)}
                 elif isinstance(child, ast.Call):
                     callee = names.callee_name(child)
                     if callee in ACCUMULATE_CONTEXTS:
@@ -117,6 +131,9 @@ class ModuleIndex:
                         accelerator_constructors.append(child)
                 stack.append((child, child_owner))
         self.function_list.sort(key=lambda f: (f.lineno, f.col_offset))
+        # Flags that change from one iteration to the next (`need_update`) correlate the ifs that
+        # test them; fixed configuration (`args.fp16`) would only multiply the paths.
+        self.tested_paths = tested & assigned_in_loops
         return accelerator_constructors
 
     def class_of(self, function: ast.AST) -> ClassInfo | None:
@@ -284,10 +301,9 @@ class FunctionBuilder:
         self.callees: set[ast.AST] = set()
         self.backwards: list[Event] = []
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
-        self.nested = {
-            s.name: s for s in (function.body if isinstance(function, FunctionNode) else []) if isinstance(s, FunctionNode)
-        }
         body = self.body()
+        # defs anywhere in this body, `def closure():` inside the training loop included
+        self.nested = {s.name: s for s in own_statements(body) if isinstance(s, FunctionNode)}
         if function is not None and not isinstance(function, ast.Lambda):
             scan_kinds(body, self.kinds)
             scan_instances(body, self.instances, index.classes)
@@ -362,7 +378,9 @@ class FunctionBuilder:
             test = self.expression(node.test, context)
             then = self.block(node.body, replace(context, guard=node.test))
             otherwise = self.block(node.orelse, replace(context, guard=None))
-            return [*test, Branch([then, otherwise])]
+            known = assumptions(node.test)
+            tracked = known if known and known[0][0] in self.index.tested_paths else ()
+            return [*test, Branch([then, otherwise], tracked)]
         if isinstance(node, (ast.For, ast.AsyncFor)):
             return self.for_loop(node, context)
         if isinstance(node, ast.While):
@@ -453,6 +471,9 @@ class FunctionBuilder:
             return manual
         if value is not None:
             flows.extend(self.expression(value, context))
+        forgotten = tuple(sorted(p for p in assigned_paths(node) if p in self.index.tested_paths))
+        if forgotten:
+            flows.append(Forget(forgotten))
         for target in targets:
             self.record_targets(target, node, context.loops)
             if isinstance(node, ast.Assign) and isinstance(value, ast.Call) and names.is_optimizer_constructor(value):
@@ -665,14 +686,23 @@ class FunctionBuilder:
     def unknown_call(self, node: ast.Call, callee: str, receiver_path: str | None) -> list[Flow]:
         arguments = [names.path_of(a) for a in (*node.args, *(k.value for k in node.keywords))]
         arguments = [a for a in arguments if a is not None]
-        if not arguments and callee == "step" and receiver_path:
-            arguments = [receiver_path]  # `wrapper.step()` on something we cannot identify
-        if not arguments or names.words(callee) & HARMLESS_CALLEE_WORDS:
+        if receiver_path and callee not in OPTIMIZER_READS and self.is_optimizer(receiver_path):
+            # SAM's first_step(zero_grad=True), Horovod's synchronize(): the optimizer's own business
+            return [Event(EventKind.UNKNOWN, self.site(node), arguments=(receiver_path,))]
+        if not arguments:
+            return []
+        harmless = HARMLESS_CALLEE_WORDS
+        if any(self.is_optimizer(argument) for argument in arguments):
+            # `loss_scaler(loss, optimizer)` steps; `get_scheduler(optimizer)` does not
+            harmless = OPTIMIZER_SAFE_WORDS
+            if names.is_scheduler_constructor(node):
+                return []
+        if names.words(callee) & harmless:
             return []
         function_path = names.path_of(node.func) or ""
         if function_path.split(".", 1)[0] in PURE_MODULES and not names.is_optimizer_constructor(node):
             return []
-        if receiver_path and names.words(names.last_name(receiver_path)) & HARMLESS_CALLEE_WORDS:
+        if receiver_path and names.words(names.last_name(receiver_path)) & harmless:
             return []
         if receiver_path and self.kind(receiver_path) in ("scheduler", "scaler", "accelerator"):
             return []
@@ -785,6 +815,25 @@ def mark_skipping_clears(flows: list[Flow]) -> None:
             isinstance(f, Event) and f.kind is EventKind.STEP for f in later
         ):
             flow.on_purpose = True
+
+
+def assigned_paths(statement: ast.stmt) -> set[str]:
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, (ast.AugAssign, ast.AnnAssign)):
+        targets = [statement.target]
+    else:
+        return set()
+    return {p for t in targets for n in ast.walk(t) if (p := names.path_of(n)) and isinstance(n, (ast.Name, ast.Attribute))}
+
+
+def assumptions(test: ast.expr) -> tuple[tuple[str, bool] | None, ...]:
+    """What each arm of `if test:` knows: `if x:` -> x is true, then false; `if not x:` the reverse."""
+    value = True
+    while isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        test, value = test.operand, not value
+    path = names.path_of(test)
+    return ((path, value), (path, not value)) if path else ()
 
 
 def has_correlated_if(body: list[ast.stmt], index: int) -> bool:

@@ -48,6 +48,16 @@ class Seq:
 @dataclass(eq=False)
 class Branch:
     arms: list[Flow]
+    # `if need_update:` -> (("need_update", True), ("need_update", False)): what each arm knows, so
+    # a later `if not need_update: continue` only lets through the paths that agree
+    assumes: tuple[tuple[str, bool] | None, ...] = ()
+
+
+@dataclass(eq=False)
+class Forget:
+    """A name tested by some `if` is assigned again: what paths assumed about it no longer holds."""
+
+    paths: tuple[str, ...]
 
 
 @dataclass(eq=False)
@@ -99,7 +109,7 @@ class Register:
     lbfgs: bool = False
 
 
-Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register]
+Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget]
 
 
 def walk_events(flow: Flow):
@@ -131,11 +141,16 @@ def prune(flow: Flow) -> Flow | None:
         return Seq(items) if items else None
     if isinstance(flow, Branch):
         arms = [prune(arm) or Seq() for arm in flow.arms]
-        return Branch(arms) if any(isinstance(arm, Seq) and arm.items for arm in arms) else None
+        if not any(not isinstance(arm, Seq) or arm.items for arm in arms):
+            return None
+        return Branch(arms, flow.assumes)
     if isinstance(flow, Loop):
         body = prune(flow.body)
-        if body is None or not any(True for _ in walk_effects(body)):
+        if body is None:
             return None
+        if not any(True for _ in walk_effects(body)):
+            forgets = [node for node in walk_forgets(body)]
+            return Seq(forgets) if forgets else None
         flow.body = body
         return flow
     if isinstance(flow, Try):
@@ -165,3 +180,19 @@ def walk_effects(flow: Flow):
     elif isinstance(flow, Try):
         for part in (*flow.body, *flow.handlers, flow.orelse, flow.final):
             yield from walk_effects(part)
+
+
+def walk_forgets(flow: Flow):
+    if isinstance(flow, Forget):
+        yield flow
+    elif isinstance(flow, Seq):
+        for item in flow.items:
+            yield from walk_forgets(item)
+    elif isinstance(flow, Branch):
+        for arm in flow.arms:
+            yield from walk_forgets(arm)
+    elif isinstance(flow, (Loop, Gate)):
+        yield from walk_forgets(flow.body)
+    elif isinstance(flow, Try):
+        for part in (*flow.body, *flow.handlers, flow.orelse, flow.final):
+            yield from walk_forgets(part)

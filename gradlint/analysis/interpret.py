@@ -23,7 +23,7 @@ from gradlint.analysis.facts import (
     UnappliedBackward,
     UnscaledAccumulation,
 )
-from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Gate, Loop, Register, Seq, Try, walk_effects
+from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Forget, Gate, Loop, Register, Seq, Try, walk_effects
 from gradlint.core import EventKind
 
 MANY = 2
@@ -45,6 +45,7 @@ class Grad(NamedTuple):
     crossed: frozenset[Loop] = frozenset()  # loops that went round since the last backward
     discarded: frozenset[tuple[Event, Event]] = frozenset()  # (clear, backward) waiting for a step
     grads_scaled: bool = False
+    assumed: frozenset[tuple[str, bool]] = frozenset()  # (object, truth) that `if` tests chose on this path
 
 
 UNKNOWN = Grad(unknown=True)
@@ -90,9 +91,12 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
     every combination of history would be a value of its own and long scripts would not finish."""
     if len(values) < 2:
         return values
+    if len(values) > MAX_VALUES:  # too many paths to tell apart: forget what they assumed
+        values = frozenset(v._replace(assumed=frozenset()) for v in values)
     merged: dict[tuple, Grad] = {}
     for value in values:
-        key = (value.unknown, value.pending, value.applied, value.repeat_loop, value.grads_scaled, value.clear)
+        key = (value.unknown, value.pending, value.applied, value.repeat_loop, value.grads_scaled, value.clear,
+               value.assumed)
         other = merged.get(key)
         merged[key] = value if other is None else other._replace(
             backwards=other.backwards | value.backwards,
@@ -229,8 +233,15 @@ class RootInterpreter:
         if isinstance(flow, Event):
             return Outcome(normal=self.event(flow, state, frame))
         if isinstance(flow, Branch):
-            outcomes = [self.interpret(arm, state, frame) for arm in flow.arms]
-            return merge(outcomes)
+            if not flow.assumes:
+                return merge([self.interpret(arm, state, frame) for arm in flow.arms])
+            return merge([self.interpret(arm, self.assume(state, assumption, frame), frame)
+                          for arm, assumption in zip(flow.arms, flow.assumes)])
+        if isinstance(flow, Forget):
+            keys = {self.resolve(path, frame) for path in flow.paths}
+            return Outcome(normal={k: normalize(frozenset(
+                v._replace(assumed=frozenset(a for a in v.assumed if a[0] not in keys)) for v in values))
+                for k, values in state.items()})
         if isinstance(flow, Loop):
             return self.loop(flow, state, frame)
         if isinstance(flow, Exit):
@@ -244,6 +255,18 @@ class RootInterpreter:
         if isinstance(flow, Register):
             return Outcome(normal=self.register(flow, state, frame))
         raise TypeError(f"unknown flow node {flow!r}")
+
+    def assume(self, state: State, assumption: tuple[str, bool] | None, frame: Frame) -> State:
+        """Keep the paths that agree with this arm's test, and let them remember it."""
+        if assumption is None:
+            return state
+        key = self.resolve(assumption[0], frame)
+        if key is None:
+            return state
+        fact, contrary = (key, assumption[1]), (key, not assumption[1])
+        return {k: frozenset(v if v.unknown else v._replace(assumed=v.assumed | {fact})
+                             for v in values if contrary not in v.assumed)
+                for k, values in state.items()}
 
     def sequence(self, items: list[Flow], state: State, frame: Frame) -> Outcome:
         exits: list[Outcome] = []
@@ -362,7 +385,7 @@ class RootInterpreter:
                                lambda v: v if v.unknown else v._replace(grads_scaled=True))
         if kind is EventKind.GRAD_WRITE:
             keys = self.grad_keys(event, state, frame)
-            return self.update(state, keys, lambda v: Grad(pending=1))
+            return self.update(state, keys, lambda v: Grad(pending=1, assumed=v.assumed))
         if kind is EventKind.UNKNOWN:
             return self.unknown(event, state, frame)
         return state
@@ -515,11 +538,14 @@ class RootInterpreter:
 
     def cleared(self, value: Grad, event: Event, frame: Frame) -> Grad:
         if value.unknown or event.on_purpose:
-            return Grad(clear=(event, frame.loops), discarded=value.discarded)
-        discarded = value.discarded | {(event, backward) for backward in value.fresh}
-        for backward in value.fresh:
+            return Grad(clear=(event, frame.loops), discarded=value.discarded, assumed=value.assumed)
+        # Gradients left over by a loop that has finished (a partial accumulation window at the end of
+        # an epoch) are GL302's business, not a clear in the wrong place.
+        lost = {b for b in value.fresh if not self.seen.get(b) or self.seen[b][-1] in frame.loops}
+        discarded = value.discarded | {(event, backward) for backward in lost}
+        for backward in lost:
             self.discarded_by.setdefault(backward, event)
-        return Grad(clear=(event, frame.loops), discarded=discarded)
+        return Grad(clear=(event, frame.loops), discarded=discarded, assumed=value.assumed)
 
     def read_gradients(self, event: Event, state: State) -> State:
         """Reading an input's `.grad` (FGSM, saliency) is what that backward was for; reading the

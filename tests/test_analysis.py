@@ -1,0 +1,253 @@
+"""Engine behaviour on short snippets: each marks the lines that must be reported (`# GLxxx`).
+
+These pin down the decisions the rules depend on: who is an optimizer, which calls are
+followed, what an unknown call silences, and the shapes real training code taught us.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gradlint.checker import check_source
+
+CASES = {
+    "unknown optimizer method (SAM) is the optimizer's business": """
+optimizer = SAM(model.parameters(), torch.optim.SGD, lr=0.1)
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+    optimizer.first_step(zero_grad=True)
+    loss_fn(model(x), y).backward()
+    optimizer.second_step(zero_grad=True)
+""",
+    "an unknown function that receives the optimizer silences it": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+optimizer.zero_grad()
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+    apply_update(optimizer)
+""",
+    "an attribute of the model passed on is not the model": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+optimizer.zero_grad()  # GL101
+for x, y in loader:
+    scale = make_scale(model.config)
+    loss_fn(model(x) * scale, y).backward()
+    optimizer.step()
+""",
+    "a callback given the trainer may step its optimizer": """
+class Trainer:
+    def __init__(self, model):
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def fit(self, loader):
+        for x, y in loader:
+            self.loss = loss_fn(self.model(x), y)
+            self.loss.backward()
+            self.callback(self)
+""",
+    "logging with an EMA update keeps the analysis going": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    loss_fn(model(x), y).backward()  # GL102
+    optimizer.step()
+    model_ema.update(model)
+""",
+    "helper called per epoch with the clear outside its batch loop": """
+def train_one_epoch(model, loader, optimizer):
+    optimizer.zero_grad()  # GL101
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+def main():
+    optimizer = torch.optim.Adam(model.parameters())
+    for epoch in range(10):
+        train_one_epoch(model, loader, optimizer)
+""",
+    "a correct helper called per batch": """
+def train_step(model, batch, opt):
+    opt.zero_grad()
+    loss_fn(model(batch[0]), batch[1]).backward()
+    opt.step()
+
+optimizer = torch.optim.Adam(model.parameters())
+for epoch in range(10):
+    for batch in loader:
+        train_step(model, batch, optimizer)
+""",
+    "an optimizer built in the call itself": """
+def train(model, loader, optimizer):
+    for x, y in loader:
+        loss_fn(model(x), y).backward()  # GL102
+        optimizer.step()
+
+train(model, loader, torch.optim.SGD(model.parameters(), lr=0.1))
+""",
+    "correlated ifs take the same arm": """
+for i, batch in enumerate(loader):
+    g_step = i % 2 == 0
+    if g_step:
+        opt_g.zero_grad()
+    else:
+        opt_d.zero_grad()
+    if g_step:
+        g_loss(batch).backward()
+        opt_g.step()
+    else:
+        d_loss(batch).backward()
+        opt_d.step()
+""",
+    "clear then continue drops a bad batch on purpose": """
+for x, y in loader:
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    if not torch.isfinite(loss):
+        optimizer.zero_grad()
+        continue
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+    "scheduler and environment steps are not optimizer steps": """
+optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
+for episode in range(10):
+    state = env.reset()
+    optimizer.zero_grad()
+    for t in range(100):
+        state, reward, done, info = env.step(policy(state))
+    loss.backward()
+    optimizer.step()
+    lr_scheduler.step()
+""",
+    "only a scheduler steps": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()  # GL201
+    scheduler.step()
+""",
+    "autograd.grad is not a backward": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    grads = torch.autograd.grad(loss_fn(model(x), y), model.parameters(), create_graph=True)
+    penalty = sum(g.pow(2).sum() for g in grads)
+    optimizer.zero_grad()
+    (loss_fn(model(x), y) + penalty).backward()
+    optimizer.step()
+""",
+    "FGSM: the first backward is for the input's gradient": """
+for x, y in loader:
+    x.requires_grad_(True)
+    loss_fn(model(x), y).backward()
+    x_adv = x + 0.1 * x.grad.sign()
+    optimizer.zero_grad()
+    loss_fn(model(x_adv.detach()), y).backward()
+    optimizer.step()
+""",
+    "LBFGS evaluates its closure repeatedly: the closure must clear": """
+optimizer = torch.optim.LBFGS(model.parameters())
+for epoch in range(5):
+    def closure():
+        loss = loss_fn(model(x), y)
+        loss.backward()  # GL102
+        return loss
+    optimizer.step(closure)
+""",
+    "accumulation with a counter guard and no scaling": """
+for i, (x, y) in enumerate(loader):
+    loss = loss_fn(model(x), y)
+    loss.backward()  # GL301
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "accumulation scaled through a helper that returns loss / n": """
+def compute_loss(model, x, y):
+    return loss_fn(model(x), y) / accum_steps
+
+for i, (x, y) in enumerate(loader):
+    loss = compute_loss(model, x, y)
+    loss.backward()
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "two losses of one forward pass are not accumulation": """
+for x, y in loader:
+    optimizer.zero_grad()
+    features = model(x)
+    for head in heads:
+        head(features).sum().backward(retain_graph=True)
+    optimizer.step()
+""",
+    "model.zero_grad() inside accelerate's accumulate discards micro-batches": """
+accelerator = Accelerator(gradient_accumulation_steps=4)
+model, optimizer = accelerator.prepare(model, optimizer)
+for batch in loader:
+    with accelerator.accumulate(model):
+        model.zero_grad()  # GL103
+        accelerator.backward(model(batch).loss)
+        optimizer.step()
+""",
+    "the prepared optimizer's zero_grad inside accumulate is gated": """
+accelerator = Accelerator(gradient_accumulation_steps=4)
+model, optimizer = accelerator.prepare(model, optimizer)
+for batch in loader:
+    with accelerator.accumulate(model):
+        accelerator.backward(model(batch).loss)
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a flag set each iteration correlates the step in a helper with a later skip": """
+def train_one_epoch(model, loader, optimizer):
+    optimizer.zero_grad()
+    for i, (x, y) in enumerate(loader):
+        need_update = (i + 1) % accum_steps == 0
+
+        def _backward(loss):
+            loss.backward()
+            if need_update:
+                optimizer.step()
+
+        _backward(loss_fn(model(x), y) / accum_steps)
+        if not need_update:
+            continue
+        optimizer.zero_grad()
+""",
+    "a call that receives the optimizer is not harmless because its name says loss": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    loss_scaler(loss_fn(model(x), y), optimizer)
+    optimizer.zero_grad()
+""",
+    "a clear at the top of the epoch does not own the last partial window": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(10):
+    optimizer.zero_grad()
+    for i, (x, y) in enumerate(loader):
+        (loss_fn(model(x), y) / accum_steps).backward()
+        if (i + 1) % accum_steps == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+""",
+}
+
+
+@pytest.mark.parametrize("source", list(CASES.values()), ids=list(CASES))
+def test_snippet_findings(source: str) -> None:
+    expected = {
+        (number, code)
+        for number, line in enumerate(source.splitlines(), 1)
+        for code in re.findall(r"#.*?\b(GL\d{3})", line)
+    }
+    reported = {(f.location.line, f.code) for f in check_source(source)}
+    assert reported == expected
+
+
+def test_finding_names_both_lines_and_the_fix() -> None:
+    source = CASES["helper called per epoch with the clear outside its batch loop"]
+    [finding] = check_source(source)
+    assert "line 6" in finding.message and "for x, y in loader" in finding.message
+    assert "move it into" in finding.message
+    assert [related.location.line for related in finding.related] == [6]
