@@ -51,8 +51,9 @@ def main() -> None:
         lines = sum(text.count("\n") + 1 for _, text in sources)
         parse = timed(lambda path, text: ast.parse(text), sources, args.repeat)
         check = timed(lambda path, text: check_source(text, path), sources, args.repeat)
-        print(f"{str(tree)[-50:]:<50} {len(sources):>6} {lines:>9} {lines / parse:>14,.0f} {lines / check:>13,.0f} "
-              f"{check / parse:>5.1f}x")
+        name = str(tree)[-50:]
+        speeds = f"{lines / parse:>14,.0f} {lines / check:>13,.0f} {check / parse:>5.1f}x"
+        print(f"{name:<50} {len(sources):>6} {lines:>9} {speeds}")
         sys.stdout.flush()
 
 

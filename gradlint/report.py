@@ -84,7 +84,12 @@ def format_json(results: Sequence[FileResult]) -> str:
         for finding in ordered_findings(result)
     ]
     errors = [
-        {"path": result.path, "line": result.error.line, "col": result.error.col, "message": result.error.message}
+        {
+            "path": result.path,
+            "line": result.error.line,
+            "col": result.error.col,
+            "message": result.error.message,
+        }
         for result in ordered(results)
         if result.error is not None
     ]

@@ -3,278 +3,51 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import LoopSite, Site
-from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Forget, Gate, Loop, Register, Seq, Try, prune
-from gradlint.core import EventKind, Location
-
-FunctionNode = (ast.FunctionDef, ast.AsyncFunctionDef)
-MANUAL = "<manual>"
-
-# In-place tensor methods that, called on a parameter with its own .grad, are a manual SGD update.
-INPLACE_UPDATES = {"add_", "sub_", "copy_", "addcdiv_", "addcmul_", "mul_", "lerp_"}
-GRAD_SCALINGS = {"div_", "mul_", "true_divide_"}
-GRAD_CLEARS = {"zero_", "fill_"}
-# A call to something we cannot see is assumed to touch the optimizer it receives, unless its
-# name says it only reads (precision first: silence beats a guess, but logging must not silence).
-HARMLESS_CALLEE_WORDS = {
-    "print", "len", "isinstance", "log", "logger", "logging", "info", "debug", "warning", "warn",
-    "save", "load", "checkpoint", "state", "dict", "copy", "deepcopy", "summary", "watch", "plot",
-    "show", "eval", "evaluate", "evaluation", "validate", "validation", "test", "predict", "inference",
-    "infer", "metric", "metrics", "accuracy", "score", "loss", "criterion", "forward", "compute",
-    "count", "format", "str", "repr", "getattr", "hasattr", "setattr", "to", "cuda", "cpu", "device",
-    "prepare", "wrap", "compile", "parallel", "initialize", "register", "hook", "ema", "unwrap",
-    "gather", "reduce", "broadcast", "barrier", "wait", "clip", "norm", "unscale", "type", "id",
-    "sample", "generate", "visualize", "image", "images", "display", "describe", "init",
-    "weights", "freeze", "unfreeze", "requires", "seed", "profile", "trace",
-    "writer", "wandb", "tensorboard", "mlflow", "meter", "tracker", "progress", "pbar", "tqdm", "timer",
-    "scheduler", "sched", "lr", "warmup", "schedule", "lambda", "zip", "enumerate", "range", "list",
-    "tuple", "sorted", "sum", "min", "max", "any", "all", "map", "filter", "next", "iter",
-}
-# Libraries whose functions compute or log but never step an optimizer.
-PURE_MODULES = {
-    "torch", "F", "nn", "np", "numpy", "math", "os", "sys", "json", "random", "time", "shutil", "re",
-    "datetime", "pickle", "copy", "itertools", "functools", "collections", "pathlib", "plt", "wandb",
-    "logging", "logger", "warnings", "tqdm", "einops", "torchvision", "transforms", "utils", "dist",
-}
-# Of those, the words that stay harmless when the call receives an optimizer.
-OPTIMIZER_SAFE_WORDS = {
-    "print", "log", "logger", "logging", "info", "save", "load", "checkpoint", "state", "dict", "copy",
-    "deepcopy", "prepare", "wrap", "initialize", "register", "hook", "scheduler", "sched", "lr", "warmup",
-    "schedule", "lambda", "watch", "summary", "len", "isinstance", "getattr", "hasattr", "type", "id",
-}
-LOOP_WRAPPERS = {"enumerate", "tqdm", "zip", "iter", "islice", "track", "progress_bar", "cycle", "tqdm_notebook"}
-OPTIMIZER_READS = {"state_dict", "load_state_dict", "add_param_group", "register_step_pre_hook", "register_step_post_hook"}
-GRADIENT_ATTRIBUTES = {"backward", "manual_backward", "zero_grad", "step", "grad"}
-ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
-
-
-@dataclass
-class ClassInfo:
-    node: ast.ClassDef
-    methods: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
-    kinds: dict[str, str] = field(default_factory=dict)  # `self.opt` -> optimizer
-
-
-@dataclass
-class ModuleIndex:
-    """Where every function and class of the module is, and what the module-level names hold."""
-
-    tree: ast.Module
-    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
-    classes: dict[str, ClassInfo] = field(default_factory=dict)
-    owner: dict[ast.AST, ast.AST] = field(default_factory=dict)  # function -> enclosing function/class
-    kinds: dict[str, str] = field(default_factory=dict)
-    instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
-    uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
-    accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
-    has_gradient_code: bool = False
-    tested_paths: set[str] = field(default_factory=set)  # names some `if` tests directly
-    function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, tree: ast.Module) -> ModuleIndex:
-        index = cls(tree)
-        for node in tree.body:
-            if isinstance(node, FunctionNode):
-                index.functions[node.name] = node
-            elif isinstance(node, ast.ClassDef):
-                index.classes[node.name] = ClassInfo(node)
-        accelerator_constructors = index._read_tree()
-        if not index.has_gradient_code:
-            return index
-        for info in index.classes.values():
-            for item in info.node.body:
-                if isinstance(item, FunctionNode):
-                    info.methods[item.name] = item
-            for method in info.methods.values():
-                scan_kinds(method.body, info.kinds, only_self=True)
-        scan_kinds(module_statements(tree), index.kinds)
-        scan_instances(module_statements(tree), index.instances, index.classes)
-        if accelerator_constructors:
-            index.accelerator_scales = any(
-                k.arg is None or "accumulation" in k.arg for c in accelerator_constructors for k in c.keywords
-            )
-        return index
-
-    def _read_tree(self) -> list[ast.Call]:
-        """One walk over the whole module: who owns each function, which functions exist, and
-        whether anything here can be a gradient event at all (most Python files have none)."""
-        accelerator_constructors: list[ast.Call] = []
-        tested: set[str] = set()
-        assigned_in_loops: set[str] = set()
-        stack: list[tuple[ast.AST, ast.AST | None]] = [(self.tree, None)]
-        while stack:
-            node, owner = stack.pop()
-            for child in ast.iter_child_nodes(node):
-                child_owner = owner
-                if isinstance(child, (*FunctionNode, ast.ClassDef)):
-                    if owner is not None:
-                        self.owner[child] = owner
-                    if isinstance(child, FunctionNode):
-                        self.function_list.append(child)
-                    child_owner = child
-                elif isinstance(child, ast.Attribute) and child.attr in GRADIENT_ATTRIBUTES:
-                    self.has_gradient_code = True
-                elif isinstance(child, ast.If) and assumptions(child.test):
-                    tested.add(assumptions(child.test)[0][0])
-                elif isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
-                    assigned_in_loops |= {p for s in own_statements(child.body) for p in assigned_paths(s)}
-                elif isinstance(child, ast.Call):
-                    callee = names.callee_name(child)
-                    if callee in ACCUMULATE_CONTEXTS:
-                        self.uses_accumulate = True
-                    elif callee in ("Accelerator", "Fabric"):
-                        accelerator_constructors.append(child)
-                stack.append((child, child_owner))
-        self.function_list.sort(key=lambda f: (f.lineno, f.col_offset))
-        # Flags that change from one iteration to the next (`need_update`) correlate the ifs that
-        # test them; fixed configuration (`args.fp16`) would only multiply the paths.
-        self.tested_paths = tested & assigned_in_loops
-        return accelerator_constructors
-
-    def class_of(self, function: ast.AST) -> ClassInfo | None:
-        owner = self.owner.get(function)
-        if isinstance(owner, ast.ClassDef):
-            return self.classes.get(owner.name)
-        return None
-
-    def method(self, info: ClassInfo, name: str, depth: int = 0) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-        if name in info.methods:
-            return info.methods[name]
-        for base in info.node.bases:
-            base_name = names.path_of(base)
-            if depth < 5 and base_name in self.classes:
-                found = self.method(self.classes[base_name], name, depth + 1)
-                if found is not None:
-                    return found
-        return None
-
-    def all_functions(self) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
-        return self.function_list
-
-
-def module_statements(tree: ast.Module) -> list[ast.stmt]:
-    return [s for s in tree.body if not isinstance(s, (*FunctionNode, ast.ClassDef))]
-
-
-def parameters(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[str]:
-    args = function.args
-    return [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)] + [
-        a.arg for a in (args.vararg, args.kwarg) if a is not None
-    ]
-
-
-def own_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
-    """Every statement of a body, nested blocks included, nested functions and classes excluded."""
-    for statement in body:
-        yield statement
-        if isinstance(statement, (*FunctionNode, ast.ClassDef)):
-            continue
-        for name in ("body", "orelse", "finalbody"):
-            yield from own_statements(getattr(statement, name, []) or [])
-        for handler in getattr(statement, "handlers", []) or []:
-            yield from own_statements(handler.body)
-        for case in getattr(statement, "cases", []) or []:
-            yield from own_statements(case.body)
-
-
-def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
-    if isinstance(value, ast.Call):
-        callee = names.callee_name(value)
-        if names.is_optimizer_constructor(value):
-            return "lbfgs" if callee == "LBFGS" else "optimizer"
-        if names.is_scheduler_constructor(value):
-            return "scheduler"
-        if names.is_scaler_constructor(value):
-            return "scaler"
-        if callee in ("Accelerator", "Fabric"):
-            return "accelerator"
-        if callee == "optimizers":  # Lightning: self.optimizers()
-            return "optimizer"
-        if callee in ("prepare", "setup", "setup_optimizers") and len(value.args) == 1:
-            return value_kind(value.args[0], kinds)
-        return None
-    path = names.path_of(value)
-    if path is None:
-        return None
-    if path in kinds:
-        return kinds[path]
-    return "optimizer" if names.is_optimizer_name(path) and not names.is_scheduler_name(path) else None
-
-
-def scan_kinds(body: list[ast.stmt], kinds: dict[str, str], only_self: bool = False) -> None:
-    """Record which names hold optimizers, schedulers, scalers, accelerators and engines."""
-    for statement in own_statements(body):
-        if isinstance(statement, ast.Assign):
-            targets, value = statement.targets, statement.value
-        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
-            targets, value = [statement.target], statement.value
-        else:
-            continue
-        for target in targets:
-            for path, kind in assigned_kinds(target, value, kinds):
-                if only_self and not path.startswith("self."):
-                    continue
-                kinds.setdefault(path, kind)
-
-
-def assigned_kinds(target: ast.expr, value: ast.expr, kinds: dict[str, str]) -> Iterator[tuple[str, str]]:
-    if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, ast.Call):
-        callee = names.callee_name(value)
-        elements = [names.path_of(t) for t in target.elts]
-        if callee == "initialize" and elements:  # deepspeed.initialize -> engine, optimizer, ...
-            if elements[0]:
-                yield elements[0], "engine"
-            if len(elements) > 1 and elements[1]:
-                yield elements[1], "optimizer"
-        elif callee == "optimizers":
-            yield from ((path, "optimizer") for path in elements if path)
-        elif callee in ("prepare", "setup", "initialize") or len(value.args) == len(elements):
-            for path, argument in zip(elements, value.args):
-                kind = value_kind(argument, kinds)
-                if path and kind:
-                    yield path, kind
-        return
-    path = names.path_of(target)
-    kind = value_kind(value, kinds) if path else None
-    if path and kind:
-        yield path, kind
-
-
-def scan_instances(body: list[ast.stmt], instances: dict[str, str], classes: dict[str, ClassInfo]) -> None:
-    for statement in own_statements(body):
-        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call):
-            callee = names.path_of(statement.value.func)
-            if callee in classes:
-                for target in statement.targets:
-                    path = names.path_of(target)
-                    if path:
-                        instances[path] = callee
-
-
-def location_of(node: ast.AST, lines: list[str]) -> Location:
-    line = getattr(node, "lineno", 1)
-    end_line = getattr(node, "end_lineno", None) or line
-    return Location(
-        line,
-        char_column(lines, line, getattr(node, "col_offset", 0)) + 1,
-        end_line,
-        char_column(lines, end_line, getattr(node, "end_col_offset", None) or 0) + 1,
-    )
-
-
-def char_column(lines: list[str], line: int, byte_offset: int) -> int:
-    """ast columns count UTF-8 bytes; users and editors count characters."""
-    if not 0 < line <= len(lines):
-        return byte_offset
-    text = lines[line - 1]
-    if text.isascii():
-        return byte_offset
-    return len(text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore"))
+from gradlint.analysis.flow import (
+    Branch,
+    Call,
+    Event,
+    Exit,
+    Flow,
+    Forget,
+    Gate,
+    Loop,
+    Register,
+    Seq,
+    Try,
+    prune,
+)
+from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds
+from gradlint.analysis.shapes import (
+    FunctionNode,
+    accumulation_bound,
+    assigned_names,
+    assigned_paths,
+    assumptions,
+    call_children,
+    draws_data,
+    grad_owners,
+    grad_owners_of_args,
+    has_correlated_if,
+    is_collection,
+    is_grad_access,
+    is_none_check,
+    is_scaled,
+    keyword,
+    module_statements,
+    own_statements,
+    parameters,
+    parameters_owner,
+    root_name,
+    root_path,
+    specialise,
+    unwrap_iterable,
+)
+from gradlint.core import EventKind
 
 
 @dataclass
@@ -283,7 +56,9 @@ class Context:
 
     loops: tuple[Loop, ...] = ()
     guard: ast.expr | None = None
-    parameter_loops: dict[str, str] = field(default_factory=dict)  # `p` -> `model` in `for p in model.parameters()`
+    parameter_loops: dict[str, str] = field(
+        default_factory=dict
+    )  # `p` -> `model` in `for p in model.parameters()`
     accumulating: bool = False  # inside `accelerator.accumulate(...)`
 
 
@@ -297,7 +72,9 @@ class FunctionBuilder:
         self.class_info = index.class_of(function) if function is not None else None
         self.kinds: dict[str, str] = {}
         self.instances: dict[str, str] = dict(index.instances)
-        self.params: list[str] = parameters(function) if isinstance(function, (*FunctionNode, ast.Lambda)) else []
+        self.params: list[str] = (
+            parameters(function) if isinstance(function, (*FunctionNode, ast.Lambda)) else []
+        )
         self.callees: set[ast.AST] = set()
         self.backwards: list[Event] = []
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
@@ -346,7 +123,12 @@ class FunctionBuilder:
         kind = self.kind(path)
         if kind in ("optimizer", "lbfgs"):
             return True
-        return kind is None and path is not None and names.is_optimizer_name(path) and not names.is_scheduler_name(path)
+        return (
+            kind is None
+            and path is not None
+            and names.is_optimizer_name(path)
+            and not names.is_scheduler_name(path)
+        )
 
     def role(self, path: str | None, role: str, by_name) -> bool:
         kind = self.kind(path)
@@ -357,7 +139,11 @@ class FunctionBuilder:
         flows: list[Flow] = []
         tests = [ast.dump(s.test) if isinstance(s, ast.If) else None for s in body]
         for index, statement in enumerate(body):
-            if tests[index] is not None and tests[index] in tests[index + 1 :] and has_correlated_if(body, index):
+            if (
+                tests[index] is not None
+                and tests[index] in tests[index + 1 :]
+                and has_correlated_if(body, index)
+            ):
                 # `if g_step: opt_g.zero_grad() ... if g_step: opt_g.step()`: both ifs take the same
                 # arm, so split the rest of the block once per arm instead of mixing the arms' paths.
                 rest = body[index + 1 :]
@@ -403,8 +189,12 @@ class FunctionBuilder:
             return [Exit("continue")]
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             return self.assignment(node, context)
-        return [flow for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)
-                for flow in self.expression(child, context)]
+        return [
+            flow
+            for child in ast.iter_child_nodes(node)
+            if isinstance(child, ast.expr)
+            for flow in self.expression(child, context)
+        ]
 
     def for_loop(self, node: ast.For | ast.AsyncFor, context: Context) -> list[Flow]:
         iterable = self.expression(node.iter, context)
@@ -413,23 +203,31 @@ class FunctionBuilder:
             inner = replace(context, parameter_loops=dict(context.parameter_loops))
             model = parameters_owner(node.iter)
             if model:
-                inner.parameter_loops.update({n.id: model for n in ast.walk(node.target) if isinstance(n, ast.Name)})
+                inner.parameter_loops.update(
+                    {n.id: model for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+                )
             return [*iterable, self.block(node.body, inner), self.block(node.orelse, context)]
         header = f"for {names.segment(self.lines, node.target)} in {names.segment(self.lines, node.iter)}"
-        loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, names.segment(self.lines, node.target)), "repeat")
+        loop = Loop(
+            Seq(),
+            LoopSite(location_of(node, self.lines), header, names.segment(self.lines, node.target)),
+            "repeat",
+        )
         loop.iterable = names.segment(self.lines, unwrap_iterable(node.iter))
         loop.count = accumulation_bound(node.iter)
         loop.draws_data = draws_data(node)
-        self.record_targets(node.target, node, context.loops + (loop,))
-        loop.body = self.block(node.body, replace(context, loops=context.loops + (loop,), guard=None))
+        self.record_targets(node.target, node, (*context.loops, loop))
+        loop.body = self.block(node.body, replace(context, loops=(*context.loops, loop), guard=None))
         return [*iterable, loop, self.block(node.orelse, context)]
 
     def while_loop(self, node: ast.While, context: Context) -> list[Flow]:
         forever = isinstance(node.test, ast.Constant) and bool(node.test.value)
         header = f"while {names.segment(self.lines, node.test)}"
-        loop = Loop(Seq(), LoopSite(location_of(node, self.lines), header, ""), "forever" if forever else "repeat")
+        loop = Loop(
+            Seq(), LoopSite(location_of(node, self.lines), header, ""), "forever" if forever else "repeat"
+        )
         loop.draws_data = draws_data(node)
-        inner = replace(context, loops=context.loops + (loop,), guard=None)
+        inner = replace(context, loops=(*context.loops, loop), guard=None)
         loop.body = Seq([*self.expression(node.test, inner), *self.block(node.body, inner).items])
         return [*self.expression(node.test, context), loop, self.block(node.orelse, context)]
 
@@ -439,9 +237,10 @@ class FunctionBuilder:
         for item in node.items:
             flows.extend(self.expression(item.context_expr, context))
             call = item.context_expr
-            if isinstance(call, ast.Call) and names.callee_name(call) in ACCUMULATE_CONTEXTS:
-                gated = gated or isinstance(call.func, ast.Attribute) and self.role(
-                    names.path_of(call.func.value), "accelerator", names.is_accelerator_name
+            if isinstance(call, ast.Call) and names.callee_name(call) in names.ACCUMULATE_CONTEXTS:
+                gated = gated or (
+                    isinstance(call.func, ast.Attribute)
+                    and self.role(names.path_of(call.func.value), "accelerator", names.is_accelerator_name)
                 )
             if item.optional_vars is not None:
                 self.record_targets(item.optional_vars, call, context.loops)
@@ -476,10 +275,16 @@ class FunctionBuilder:
             flows.append(Forget(forgotten))
         for target in targets:
             self.record_targets(target, node, context.loops)
-            if isinstance(node, ast.Assign) and isinstance(value, ast.Call) and names.is_optimizer_constructor(value):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(value, ast.Call)
+                and names.is_optimizer_constructor(value)
+            ):
                 path = names.path_of(target)
                 if path:
-                    flows.append(Register(path, self.parameter_sources(value), names.callee_name(value) == "LBFGS"))
+                    flows.append(
+                        Register(path, self.parameter_sources(value), names.callee_name(value) == "LBFGS")
+                    )
         return flows
 
     def grad_assignment(self, node, target: ast.expr, context: Context) -> list[Flow]:
@@ -500,7 +305,9 @@ class FunctionBuilder:
         """`p -= lr * p.grad`, `p.data = p.data - lr * p.grad`: a step without an optimizer."""
         if node.value is None or not isinstance(node, (ast.AugAssign, ast.Assign)):
             return None
-        if isinstance(node, ast.Assign) and not all(isinstance(t, ast.Attribute) and t.attr == "data" for t in targets):
+        if isinstance(node, ast.Assign) and not all(
+            isinstance(t, ast.Attribute) and t.attr == "data" for t in targets
+        ):
             return None
         updated = {root_path(t) for t in targets}
         if updated & grad_owners(node.value):
@@ -524,22 +331,33 @@ class FunctionBuilder:
             return flows + self.call(node, context)
         if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Load):
             path, target = self.grad_owner(node, context)
-            return [*self.expression(node.value, context), Event(EventKind.GRAD_READ, self.site(node), path, target)]
+            return [
+                *self.expression(node.value, context),
+                Event(EventKind.GRAD_READ, self.site(node), path, target),
+            ]
         if isinstance(node, ast.Compare) and is_none_check(node):
             return []
-        return [flow for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)
-                for flow in self.expression(child, context)]
+        return [
+            flow
+            for child in ast.iter_child_nodes(node)
+            if isinstance(child, ast.expr)
+            for flow in self.expression(child, context)
+        ]
 
     def comprehension(self, node: ast.AST, context: Context) -> list[Flow]:
         context = replace(context, parameter_loops=dict(context.parameter_loops))
         for generator in node.generators:
             model = parameters_owner(generator.iter)
             if model:
-                context.parameter_loops.update({n.id: model for n in ast.walk(generator.target) if isinstance(n, ast.Name)})
+                context.parameter_loops.update(
+                    {n.id: model for n in ast.walk(generator.target) if isinstance(n, ast.Name)}
+                )
         parts = [*(g.iter for g in node.generators), *(c for g in node.generators for c in g.ifs)]
         parts += [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
         flows = [flow for part in parts for flow in self.expression(part, context)]
-        if not any(isinstance(f, (Event, Call)) and getattr(f, "kind", None) != EventKind.GRAD_READ for f in flows):
+        if not any(
+            isinstance(f, (Event, Call)) and getattr(f, "kind", None) != EventKind.GRAD_READ for f in flows
+        ):
             return flows
         header = f"comprehension at line {node.lineno}"
         return [Loop(Seq(flows), LoopSite(location_of(node, self.lines), header, ""), "repeat")]
@@ -552,7 +370,11 @@ class FunctionBuilder:
             return [self.backward(node, receiver, receiver_path, context)]
         if receiver is not None and is_grad_access(receiver):
             return self.grad_method(node, callee, receiver, context)
-        if callee in INPLACE_UPDATES and receiver is not None and root_path(receiver) in grad_owners_of_args(node):
+        if (
+            callee in names.INPLACE_UPDATES
+            and receiver is not None
+            and root_path(receiver) in grad_owners_of_args(node)
+        ):
             return [Event(EventKind.STEP, self.site(node), MANUAL, "manual")]
         followed = self.follow(node, context)
         if followed is not None:
@@ -566,19 +388,25 @@ class FunctionBuilder:
     def backward(self, node: ast.Call, receiver, receiver_path: str | None, context: Context) -> Event:
         loss: ast.expr | None = receiver
         target, path, scaled = "all", None, False
-        takes_loss = receiver is None or names.callee_name(node) == "manual_backward" or (
-            receiver_path is not None
-            and (
-                receiver_path.endswith("autograd")
-                or self.kind(receiver_path) in ("accelerator", "engine", "optimizer", "lbfgs")
-                or names.is_accelerator_name(receiver_path)
-                or names.is_engine_name(receiver_path)
-                or names.is_optimizer_name(receiver_path)
+        takes_loss = (
+            receiver is None
+            or names.callee_name(node) == "manual_backward"
+            or (
+                receiver_path is not None
+                and (
+                    receiver_path.endswith("autograd")
+                    or self.kind(receiver_path) in ("accelerator", "engine", "optimizer", "lbfgs")
+                    or names.is_accelerator_name(receiver_path)
+                    or names.is_engine_name(receiver_path)
+                    or names.is_optimizer_name(receiver_path)
+                )
             )
         )
         if takes_loss:
             loss = node.args[0] if node.args else keyword(node, "loss") or keyword(node, "tensors")
-            if receiver_path and (self.kind(receiver_path) == "engine" or names.is_engine_name(receiver_path)):
+            if receiver_path and (
+                self.kind(receiver_path) == "engine" or names.is_engine_name(receiver_path)
+            ):
                 target, path, scaled = "engine", receiver_path, True
             elif receiver_path and self.role(receiver_path, "accelerator", names.is_accelerator_name):
                 # divides by gradient_accumulation_steps, which is 1 unless the Accelerator was given it
@@ -587,7 +415,9 @@ class FunctionBuilder:
             loss = loss.args[0]  # scaler.scale(loss).backward(): AMP's scale, not the accumulation one
         retain = keyword(node, "retain_graph")
         event = Event(EventKind.BACKWARD, self.site(node), path, target, scaled=scaled, loops=context.loops)
-        event.retain_graph = retain is not None and not (isinstance(retain, ast.Constant) and not retain.value)
+        event.retain_graph = retain is not None and not (
+            isinstance(retain, ast.Constant) and not retain.value
+        )
         if loss is not None:
             event.forward_inline = any(isinstance(n, ast.Call) for n in ast.walk(loss))
             event.scaled = event.scaled or is_scaled(loss)
@@ -623,15 +453,17 @@ class FunctionBuilder:
         function = self.resolve_function(value)
         if function is None:
             return False
-        return any(isinstance(s, ast.Return) and s.value is not None and is_scaled(s.value)
-                   for s in own_statements(function.body))
+        return any(
+            isinstance(s, ast.Return) and s.value is not None and is_scaled(s.value)
+            for s in own_statements(function.body)
+        )
 
     def grad_method(self, node: ast.Call, callee: str, receiver: ast.expr, context: Context) -> list[Flow]:
         site = self.site(node)
         path, target = self.grad_owner(receiver, context)
-        if callee in GRAD_CLEARS:
+        if callee in names.GRAD_CLEARS:
             return [Event(EventKind.CLEAR, site, path, target)]
-        if callee in GRAD_SCALINGS:
+        if callee in names.GRAD_SCALINGS:
             return [Event(EventKind.SCALE, site, path, target)]
         return [Event(EventKind.GRAD_READ, site, path, target)]
 
@@ -648,12 +480,16 @@ class FunctionBuilder:
             if optimizer is None:
                 return []
             self.kinds.setdefault(optimizer, "optimizer")
-            return [Event(EventKind.STEP, site, optimizer, "optimizer", guard=context.guard, loops=context.loops)]
+            return [
+                Event(EventKind.STEP, site, optimizer, "optimizer", guard=context.guard, loops=context.loops)
+            ]
         if self.role(receiver_path, "scheduler", names.is_scheduler_name):
             return []
         if self.role(receiver_path, "engine", names.is_engine_name):
-            return [Event(EventKind.STEP, site, receiver_path, "engine", loops=context.loops),
-                    Event(EventKind.CLEAR, site, receiver_path, "engine")]
+            return [
+                Event(EventKind.STEP, site, receiver_path, "engine", loops=context.loops),
+                Event(EventKind.CLEAR, site, receiver_path, "engine"),
+            ]
         target = "optimizer" if self.is_optimizer(receiver_path) else "maybe_optimizer"
         event = Event(EventKind.STEP, site, receiver_path, target, guard=context.guard, loops=context.loops)
         event.has_arguments = bool(node.args or node.keywords)
@@ -680,27 +516,29 @@ class FunctionBuilder:
             return Event(EventKind.CLEAR, site, receiver_path, "engine")
         if self.is_optimizer(receiver_path):
             # accelerate gates the prepared optimizer's zero_grad() by the last sync state, wherever it is
-            return Event(EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=self.index.uses_accumulate)
+            return Event(
+                EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=self.index.uses_accumulate
+            )
         return Event(EventKind.CLEAR, site, receiver_path, "module")
 
     def unknown_call(self, node: ast.Call, callee: str, receiver_path: str | None) -> list[Flow]:
         arguments = [names.path_of(a) for a in (*node.args, *(k.value for k in node.keywords))]
         arguments = [a for a in arguments if a is not None]
-        if receiver_path and callee not in OPTIMIZER_READS and self.is_optimizer(receiver_path):
+        if receiver_path and callee not in names.OPTIMIZER_READS and self.is_optimizer(receiver_path):
             # SAM's first_step(zero_grad=True), Horovod's synchronize(): the optimizer's own business
             return [Event(EventKind.UNKNOWN, self.site(node), arguments=(receiver_path,))]
         if not arguments:
             return []
-        harmless = HARMLESS_CALLEE_WORDS
+        harmless = names.HARMLESS_CALLEE_WORDS
         if any(self.is_optimizer(argument) for argument in arguments):
             # `loss_scaler(loss, optimizer)` steps; `get_scheduler(optimizer)` does not
-            harmless = OPTIMIZER_SAFE_WORDS
+            harmless = names.OPTIMIZER_SAFE_WORDS
             if names.is_scheduler_constructor(node):
                 return []
         if names.words(callee) & harmless:
             return []
         function_path = names.path_of(node.func) or ""
-        if function_path.split(".", 1)[0] in PURE_MODULES and not names.is_optimizer_constructor(node):
+        if function_path.split(".", 1)[0] in names.PURE_MODULES and not names.is_optimizer_constructor(node):
             return []
         if receiver_path and names.words(names.last_name(receiver_path)) & harmless:
             return []
@@ -712,7 +550,11 @@ class FunctionBuilder:
     def resolve_function(self, node: ast.Call):
         func = node.func
         if isinstance(func, ast.Name):
-            return self.nested.get(func.id) or self.enclosing_function(func.id) or self.index.functions.get(func.id)
+            return (
+                self.nested.get(func.id)
+                or self.enclosing_function(func.id)
+                or self.index.functions.get(func.id)
+            )
         if isinstance(func, ast.Attribute):
             receiver = names.path_of(func.value)
             if receiver == "self" and self.class_info is not None:
@@ -744,7 +586,9 @@ class FunctionBuilder:
             # `train(model, SGD(model.parameters()))`: the object exists only in this call
             path = f"<argument {argument.lineno}:{argument.col_offset}>"
             if isinstance(argument, ast.Call) and names.is_optimizer_constructor(argument):
-                registers.append(Register(path, self.parameter_sources(argument), names.callee_name(argument) == "LBFGS"))
+                registers.append(
+                    Register(path, self.parameter_sources(argument), names.callee_name(argument) == "LBFGS")
+                )
             return path
 
         self.callees.add(function)
@@ -779,29 +623,15 @@ class FunctionBuilder:
                         sources.add(owner)
                 elif isinstance(sub, ast.Name) and sub.id not in seen_names:
                     seen_names.add(sub.id)
-                    pending.extend(getattr(a, "value", None) for a, _ in self.assignments.get(sub.id, [])
-                                   if getattr(a, "value", None) is not None)
+                    pending.extend(
+                        getattr(a, "value", None)
+                        for a, _ in self.assignments.get(sub.id, [])
+                        if getattr(a, "value", None) is not None
+                    )
         return tuple(sorted(sources))
 
     def site(self, node: ast.AST) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
-
-
-def assigned_names(body: list[ast.stmt]) -> set[str]:
-    found: set[str] = set()
-    for statement in own_statements(body):
-        targets: list[ast.AST] = []
-        if isinstance(statement, ast.Assign):
-            targets = statement.targets
-        elif isinstance(statement, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor)):
-            targets = [statement.target]
-        elif isinstance(statement, (ast.With, ast.AsyncWith)):
-            targets = [i.optional_vars for i in statement.items if i.optional_vars is not None]
-        elif isinstance(statement, (*FunctionNode, ast.ClassDef)):
-            found.add(statement.name)
-        for target in targets:
-            found |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-    return found
 
 
 def mark_skipping_clears(flows: list[Flow]) -> None:
@@ -811,165 +641,9 @@ def mark_skipping_clears(flows: list[Flow]) -> None:
         return
     for index, flow in enumerate(flows[: exits[0]]):
         later = flows[index + 1 : exits[0]]
-        if isinstance(flow, Event) and flow.kind is EventKind.CLEAR and not any(
-            isinstance(f, Event) and f.kind is EventKind.STEP for f in later
+        if (
+            isinstance(flow, Event)
+            and flow.kind is EventKind.CLEAR
+            and not any(isinstance(f, Event) and f.kind is EventKind.STEP for f in later)
         ):
             flow.on_purpose = True
-
-
-def assigned_paths(statement: ast.stmt) -> set[str]:
-    if isinstance(statement, ast.Assign):
-        targets = statement.targets
-    elif isinstance(statement, (ast.AugAssign, ast.AnnAssign)):
-        targets = [statement.target]
-    else:
-        return set()
-    return {p for t in targets for n in ast.walk(t) if (p := names.path_of(n)) and isinstance(n, (ast.Name, ast.Attribute))}
-
-
-def assumptions(test: ast.expr) -> tuple[tuple[str, bool] | None, ...]:
-    """What each arm of `if test:` knows: `if x:` -> x is true, then false; `if not x:` the reverse."""
-    value = True
-    while isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        test, value = test.operand, not value
-    path = names.path_of(test)
-    return ((path, value), (path, not value)) if path else ()
-
-
-def has_correlated_if(body: list[ast.stmt], index: int) -> bool:
-    return specialise(body[index + 1 :], body[index].test, True) != body[index + 1 :]
-
-
-def specialise(body: list[ast.stmt], test: ast.expr, value: bool) -> list[ast.stmt]:
-    """Replace later `if <test>:` statements by the arm `value` picks, while `test` cannot change."""
-    if any(isinstance(n, (ast.Call, ast.NamedExpr)) for n in ast.walk(test)):
-        return body  # a call may answer differently the second time
-    tested = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
-    shape = ast.dump(test)
-    result: list[ast.stmt] = []
-    for position, statement in enumerate(body):
-        if isinstance(statement, ast.If) and ast.dump(statement.test) == shape:
-            result.extend(statement.body if value else statement.orelse)
-            continue
-        result.append(statement)
-        if assigned_names([statement]) & tested:
-            return result + body[position + 1 :]
-    return result
-
-
-def call_children(node: ast.Call) -> list[ast.expr]:
-    func = node.func
-    children = [func.value] if isinstance(func, ast.Attribute) else [func]
-    return children + list(node.args) + [k.value for k in node.keywords]
-
-
-def keyword(node: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in node.keywords if k.arg == name), None)
-
-
-def is_grad_access(node: ast.AST) -> bool:
-    """`p.grad`, `p.grad.data`."""
-    while isinstance(node, ast.Attribute) and node.attr == "data":
-        node = node.value
-    return isinstance(node, ast.Attribute) and node.attr == "grad"
-
-
-def root_path(node: ast.AST) -> str | None:
-    """The parameter an access is about: `p.grad.data` -> p, `p.data` -> p, `w` -> w."""
-    while isinstance(node, ast.Attribute) and node.attr in ("grad", "data"):
-        node = node.value
-    return names.path_of(node)
-
-
-def grad_owners(node: ast.AST) -> set[str]:
-    return {root_path(n) for n in ast.walk(node) if isinstance(n, ast.Attribute) and n.attr == "grad"} - {None}
-
-
-def grad_owners_of_args(node: ast.Call) -> set[str]:
-    return {owner for argument in (*node.args, *(k.value for k in node.keywords)) for owner in grad_owners(argument)}
-
-
-def is_none_check(node: ast.Compare) -> bool:
-    return all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) and any(
-        isinstance(c, ast.Constant) and c.value is None for c in node.comparators
-    )
-
-
-def root_name(node: ast.AST) -> str | None:
-    """The variable a loss expression starts from: `outputs.loss` -> outputs, `loss.mean()` -> loss."""
-    while True:
-        if isinstance(node, ast.Name):
-            return node.id
-        if isinstance(node, (ast.Attribute, ast.Subscript)):
-            node = node.value
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            node = node.func.value
-        else:
-            return None
-
-
-def is_scaled(node: ast.AST) -> bool:
-    """Division or multiplication of the loss itself (not inside a call's arguments)."""
-    if isinstance(node, ast.BinOp):
-        return isinstance(node.op, (ast.Div, ast.Mult)) or is_scaled(node.left) or is_scaled(node.right)
-    if isinstance(node, ast.Call):
-        if names.callee_name(node) in ("div", "div_", "mul", "mul_", "true_divide", "divide", "multiply"):
-            return True
-        return isinstance(node.func, ast.Attribute) and is_scaled(node.func.value)
-    if isinstance(node, (ast.Attribute, ast.Subscript)):
-        return is_scaled(node.value)
-    if isinstance(node, ast.UnaryOp):
-        return is_scaled(node.operand)
-    return False
-
-
-def unwrap_iterable(node: ast.expr) -> ast.expr:
-    """`enumerate(tqdm(loader))` -> loader."""
-    while isinstance(node, ast.Call) and names.callee_name(node) in LOOP_WRAPPERS and node.args:
-        node = node.args[0]
-    return node
-
-
-def is_collection(node: ast.expr) -> bool:
-    """A loop over parameters, optimizers or models (not over data)."""
-    node = unwrap_iterable(node)
-    if isinstance(node, ast.Call) and names.callee_name(node) in ("items", "values", "keys"):
-        node = node.func.value  # self.optimizers.items()
-    vocabulary = names.words(names.callee_name(node)) if isinstance(node, ast.Call) else set()
-    path = names.path_of(node)
-    if path:
-        vocabulary |= names.words(names.last_name(path))
-    return bool(vocabulary & names.COLLECTION_WORDS) and not vocabulary & names.DATA_WORDS
-
-
-def parameters_owner(node: ast.expr) -> str | None:
-    node = unwrap_iterable(node)
-    if isinstance(node, ast.Call) and names.callee_name(node) in ("parameters", "named_parameters"):
-        if isinstance(node.func, ast.Attribute):
-            return names.path_of(node.func.value)
-    return None
-
-
-def accumulation_bound(node: ast.expr) -> str | None:
-    """`range(accum_steps)` -> 'accum_steps' when the bound names an accumulation count."""
-    node = unwrap_iterable(node)
-    if isinstance(node, ast.Call) and names.callee_name(node) == "range" and node.args:
-        bound = node.args[-1] if len(node.args) <= 2 else node.args[1]
-        if names.has_word(bound, names.ACCUMULATION_WORDS):
-            return names.segment([], bound)
-    return None
-
-
-def draws_data(node: ast.For | ast.AsyncFor | ast.While) -> bool:
-    """Each repetition takes a new batch: it iterates data, calls next()/get_batch(), or counts micro-steps."""
-    if isinstance(node, (ast.For, ast.AsyncFor)):
-        iterable = unwrap_iterable(node.iter)
-        if names.has_word(iterable, names.DATA_WORDS) or accumulation_bound(node.iter):
-            return True
-        if isinstance(iterable, ast.Call) and names.callee_name(iterable) in ("chunk", "split", "tensor_split"):
-            return True
-    for statement in own_statements(node.body):
-        for sub in ast.walk(statement):
-            if isinstance(sub, ast.Call) and names.words(names.callee_name(sub)) & {"next", "batch", "batches"}:
-                return True
-    return False

@@ -9,21 +9,35 @@ run the callee's flow with its parameters bound to the caller's objects.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Optional
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from gradlint.analysis import names
-from gradlint.analysis.build import MANUAL, FunctionBuilder, ModuleIndex, parameters
+from gradlint.analysis.build import FunctionBuilder
 from gradlint.analysis.facts import (
     DiscardedGradients,
     Facts,
     LoopSite,
-    Site,
     StaleStep,
     UnappliedBackward,
     UnscaledAccumulation,
 )
-from gradlint.analysis.flow import Branch, Call, Event, Exit, Flow, Forget, Gate, Loop, Register, Seq, Try, walk_effects
+from gradlint.analysis.flow import (
+    Branch,
+    Call,
+    Event,
+    Exit,
+    Flow,
+    Forget,
+    Gate,
+    Loop,
+    Register,
+    Seq,
+    Try,
+    walk_effects,
+)
+from gradlint.analysis.scope import MANUAL, ModuleIndex
+from gradlint.analysis.shapes import parameters
 from gradlint.core import EventKind
 
 MANY = 2
@@ -40,8 +54,8 @@ class Grad(NamedTuple):
     applied: bool = False  # a step already used what is in .grad
     backwards: frozenset[Event] = frozenset()
     fresh: frozenset[Event] = frozenset()  # backwards no step (of any optimizer) has used yet
-    clear: Optional[tuple[Event, tuple[Loop, ...]]] = None
-    repeat_loop: Optional[Loop] = None  # the loop whose repetition summed backwards of one line
+    clear: tuple[Event, tuple[Loop, ...]] | None = None
+    repeat_loop: Loop | None = None  # the loop whose repetition summed backwards of one line
     crossed: frozenset[Loop] = frozenset()  # loops that went round since the last backward
     discarded: frozenset[tuple[Event, Event]] = frozenset()  # (clear, backward) waiting for a step
     grads_scaled: bool = False
@@ -53,11 +67,11 @@ State = dict  # optimizer key -> frozenset[Grad]
 
 
 class Outcome(NamedTuple):
-    normal: Optional[State] = None
-    breaks: Optional[State] = None
-    continues: Optional[State] = None
-    returns: Optional[State] = None
-    raises: Optional[State] = None
+    normal: State | None = None
+    breaks: State | None = None
+    continues: State | None = None
+    returns: State | None = None
+    raises: State | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,12 +84,12 @@ class Frame:
     prefix: str
     loops: tuple[Loop, ...] = ()
     stack: tuple[ast.AST, ...] = ()
-    parent: Optional[Frame] = None
+    parent: Frame | None = None
     gated: bool = False
     root_params: frozenset[str] = frozenset()
 
 
-def join(a: Optional[State], b: Optional[State]) -> Optional[State]:
+def join(a: State | None, b: State | None) -> State | None:
     if a is None:
         return b
     if b is None or a is b:
@@ -95,20 +109,33 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
         values = frozenset(v._replace(assumed=frozenset()) for v in values)
     merged: dict[tuple, Grad] = {}
     for value in values:
-        key = (value.unknown, value.pending, value.applied, value.repeat_loop, value.grads_scaled, value.clear,
-               value.assumed)
+        key = (
+            value.unknown,
+            value.pending,
+            value.applied,
+            value.repeat_loop,
+            value.grads_scaled,
+            value.clear,
+            value.assumed,
+        )
         other = merged.get(key)
-        merged[key] = value if other is None else other._replace(
-            backwards=other.backwards | value.backwards,
-            fresh=other.fresh | value.fresh,
-            crossed=other.crossed | value.crossed,
-            discarded=other.discarded | value.discarded,
+        merged[key] = (
+            value
+            if other is None
+            else other._replace(
+                backwards=other.backwards | value.backwards,
+                fresh=other.fresh | value.fresh,
+                crossed=other.crossed | value.crossed,
+                discarded=other.discarded | value.discarded,
+            )
         )
     return frozenset(merged.values())
 
 
 def widen(state: State) -> State:
-    return {key: values if len(values) <= MAX_VALUES else frozenset({UNKNOWN}) for key, values in state.items()}
+    return {
+        key: values if len(values) <= MAX_VALUES else frozenset({UNKNOWN}) for key, values in state.items()
+    }
 
 
 def analyse(tree: ast.Module, lines: list[str]) -> Facts:
@@ -153,8 +180,12 @@ class ModuleAnalysis:
         functions = self.index.all_functions()
         for function in [None, *functions]:
             self.flow_of(function)
-        called = {callee for function, builder in self.builders.items() for callee in builder.callees
-                  if callee is not function}
+        called = {
+            callee
+            for function, builder in self.builders.items()
+            for callee in builder.callees
+            if callee is not function
+        }
         for function in [None, *functions]:
             if (function is None or function not in called) and self.has_effect(function):
                 RootInterpreter(self, function).run()
@@ -225,7 +256,7 @@ class RootInterpreter:
         return path
 
     # --- the interpreter --------------------------------------------------------------------
-    def interpret(self, flow: Flow, state: Optional[State], frame: Frame) -> Outcome:
+    def interpret(self, flow: Flow, state: State | None, frame: Frame) -> Outcome:
         if state is None:
             return Outcome()
         if isinstance(flow, Seq):
@@ -235,13 +266,25 @@ class RootInterpreter:
         if isinstance(flow, Branch):
             if not flow.assumes:
                 return merge([self.interpret(arm, state, frame) for arm in flow.arms])
-            return merge([self.interpret(arm, self.assume(state, assumption, frame), frame)
-                          for arm, assumption in zip(flow.arms, flow.assumes)])
+            return merge(
+                [
+                    self.interpret(arm, self.assume(state, assumption, frame), frame)
+                    for arm, assumption in zip(flow.arms, flow.assumes)
+                ]
+            )
         if isinstance(flow, Forget):
             keys = {self.resolve(path, frame) for path in flow.paths}
-            return Outcome(normal={k: normalize(frozenset(
-                v._replace(assumed=frozenset(a for a in v.assumed if a[0] not in keys)) for v in values))
-                for k, values in state.items()})
+            return Outcome(
+                normal={
+                    k: normalize(
+                        frozenset(
+                            v._replace(assumed=frozenset(a for a in v.assumed if a[0] not in keys))
+                            for v in values
+                        )
+                    )
+                    for k, values in state.items()
+                }
+            )
         if isinstance(flow, Loop):
             return self.loop(flow, state, frame)
         if isinstance(flow, Exit):
@@ -264,13 +307,18 @@ class RootInterpreter:
         if key is None:
             return state
         fact, contrary = (key, assumption[1]), (key, not assumption[1])
-        return {k: frozenset(v if v.unknown else v._replace(assumed=v.assumed | {fact})
-                             for v in values if contrary not in v.assumed)
-                for k, values in state.items()}
+        return {
+            k: frozenset(
+                v if v.unknown else v._replace(assumed=v.assumed | {fact})
+                for v in values
+                if contrary not in v.assumed
+            )
+            for k, values in state.items()
+        }
 
     def sequence(self, items: list[Flow], state: State, frame: Frame) -> Outcome:
         exits: list[Outcome] = []
-        current: Optional[State] = state
+        current: State | None = state
         for item in items:
             outcome = self.interpret(item, current, frame)
             exits.append(outcome._replace(normal=None))
@@ -288,9 +336,9 @@ class RootInterpreter:
         return self.loop_memo[memo_key]
 
     def iterate(self, loop: Loop, state: State, frame: Frame) -> Outcome:
-        inner = replace(frame, loops=frame.loops + (loop,))
+        inner = replace(frame, loops=(*frame.loops, loop))
         head = state
-        after: Optional[State] = None
+        after: State | None = None
         breaks = returns = raises = None
         for _ in range(MAX_PASSES):
             outcome = self.interpret(loop.body, head, inner)
@@ -350,7 +398,7 @@ class RootInterpreter:
             frozenset(builder.locals) - set(bindings),
             f"{getattr(function, 'name', '?')}@{function.lineno}:",
             frame.loops,
-            frame.stack + (function,),
+            (*frame.stack, function),
             frame,
             frame.gated,
             frame.root_params,
@@ -381,8 +429,11 @@ class RootInterpreter:
         if kind is EventKind.GRAD_READ:
             return self.read_gradients(event, state)
         if kind is EventKind.SCALE:
-            return self.update(state, self.grad_keys(event, state, frame),
-                               lambda v: v if v.unknown else v._replace(grads_scaled=True))
+            return self.update(
+                state,
+                self.grad_keys(event, state, frame),
+                lambda v: v if v.unknown else v._replace(grads_scaled=True),
+            )
         if kind is EventKind.GRAD_WRITE:
             keys = self.grad_keys(event, state, frame)
             return self.update(state, keys, lambda v: Grad(pending=1, assumed=v.assumed))
@@ -488,8 +539,10 @@ class RootInterpreter:
                 self.facts.discarded.add(DiscardedGradients(display, clear.site, backward.site, event.site))
         consumed = frozenset().union(*(v.backwards for v in state[key]))
         self.consumed |= consumed
-        result = {k: frozenset(v._replace(fresh=v.fresh - consumed) if not v.unknown else v for v in values)
-                  for k, values in state.items()}
+        result = {
+            k: frozenset(v._replace(fresh=v.fresh - consumed) if not v.unknown else v for v in values)
+            for k, values in state.items()
+        }
         result[key] = frozenset(
             v if v.unknown else v._replace(applied=True, discarded=frozenset(), fresh=frozenset())
             for v in state[key]
@@ -502,16 +555,18 @@ class RootInterpreter:
             clear, clear_loops = value.clear
         elif key in self.clears:
             clear, on_path = self.clears[key], False
-        self.facts.stale_steps.add(StaleStep(
-            display,
-            event.site,
-            tuple(loop.site for loop in frame.loops),
-            # the backwards of this iteration (not those another optimizer's step used) name the culprit
-            tuple(sorted((b.site for b in (value.fresh or value.backwards)), key=lambda s: s.location)),
-            clear.site if clear else None,
-            tuple(loop.site for loop in clear_loops),
-            on_path,
-        ))
+        self.facts.stale_steps.add(
+            StaleStep(
+                display,
+                event.site,
+                tuple(loop.site for loop in frame.loops),
+                # the backwards of this iteration (not those another optimizer's step used) name the culprit
+                tuple(sorted((b.site for b in (value.fresh or value.backwards)), key=lambda s: s.location)),
+                clear.site if clear else None,
+                tuple(loop.site for loop in clear_loops),
+                on_path,
+            )
+        )
 
     def unscaled(self, event: Event, display: str, value: Grad, frame: Frame) -> None:
         loop = value.repeat_loop
@@ -522,7 +577,9 @@ class RootInterpreter:
         for backward in value.backwards:
             if backward.scaled or backward.retain_graph or not computes_loss_in(backward, loop):
                 continue
-            self.facts.unscaled.add(UnscaledAccumulation(display, backward.site, event.site, loop.site, count))
+            self.facts.unscaled.add(
+                UnscaledAccumulation(display, backward.site, event.site, loop.site, count)
+            )
 
     def clear(self, event: Event, state: State, frame: Frame) -> State:
         if event.target in ("optimizer", "maybe_optimizer") and frame.gated:
@@ -580,14 +637,19 @@ class RootInterpreter:
         owns_optimizer = any(split_root(key)[0] not in self.root_param_names() for key in self.optimizers)
         starved = {fact.backward for fact in self.facts.discarded}  # GL103 names the cause of those
         for backward, loops in self.seen.items():
-            if not loops or backward in self.consumed or backward.target == "engine" or backward.site in starved:
+            if (
+                not loops
+                or backward in self.consumed
+                or backward.target == "engine"
+                or backward.site in starved
+            ):
                 continue
             cleared_by = self.discarded_by.get(backward)
             if cleared_by is None and not owns_optimizer:
                 continue  # a caller we cannot see may step these gradients
-            self.facts.unapplied.add(UnappliedBackward(
-                backward.site, loops[-1].site, cleared_by.site if cleared_by else None
-            ))
+            self.facts.unapplied.add(
+                UnappliedBackward(backward.site, loops[-1].site, cleared_by.site if cleared_by else None)
+            )
 
     def root_param_names(self) -> set[str]:
         function = self.function
@@ -610,13 +672,17 @@ def merge(outcomes: list[Outcome]) -> Outcome:
     return result
 
 
-def cross(state: Optional[State], loop: Loop) -> Optional[State]:
+def cross(state: State | None, loop: Loop) -> State | None:
     if state is None:
         return None
     # Only a loop that goes round with a backward already in .grad can sum two of them.
-    return {k: frozenset(v if v.unknown or not v.pending or loop in v.crossed else v._replace(crossed=v.crossed | {loop})
-                         for v in values)
-            for k, values in state.items()}
+    return {
+        k: frozenset(
+            v if v.unknown or not v.pending or loop in v.crossed else v._replace(crossed=v.crossed | {loop})
+            for v in values
+        )
+        for k, values in state.items()
+    }
 
 
 def split_root(path: str) -> tuple[str, str]:

@@ -17,26 +17,148 @@ ENGINE_WORDS = {"engine", "deepspeed", "ds"}
 
 # Constructors whose result is an optimizer (torch.optim and well-known third-party ones).
 OPTIMIZER_CONSTRUCTORS = {
-    "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "LBFGS", "NAdam", "RAdam",
-    "RMSprop", "Rprop", "SparseAdam", "Adafactor", "Lion", "LAMB", "Lamb", "FusedAdam", "FusedLAMB",
-    "FusedSGD", "Adam8bit", "AdamW8bit", "PagedAdamW", "PagedAdamW8bit", "SGDW", "AdaBelief",
-    "Lookahead", "Novograd", "NovoGrad", "DeepSpeedCPUAdam", "ZeroRedundancyOptimizer", "Muon",
-    "create_optimizer", "create_optimizer_v2", "build_optimizer", "get_optimizer", "make_optimizer",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "ASGD",
+    "LBFGS",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+    "SparseAdam",
+    "Adafactor",
+    "Lion",
+    "LAMB",
+    "Lamb",
+    "FusedAdam",
+    "FusedLAMB",
+    "FusedSGD",
+    "Adam8bit",
+    "AdamW8bit",
+    "PagedAdamW",
+    "PagedAdamW8bit",
+    "SGDW",
+    "AdaBelief",
+    "Lookahead",
+    "Novograd",
+    "NovoGrad",
+    "DeepSpeedCPUAdam",
+    "ZeroRedundancyOptimizer",
+    "Muon",
+    "create_optimizer",
+    "create_optimizer_v2",
+    "build_optimizer",
+    "get_optimizer",
+    "make_optimizer",
     "configure_optimizers",
 }
-SCHEDULER_CONSTRUCTOR = re.compile(r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler)$|^get_.*schedule")
+SCHEDULER_CONSTRUCTOR = re.compile(
+    r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler)$|^get_.*schedule"
+)
 SCALER_CONSTRUCTORS = {"GradScaler", "ShardedGradScaler", "NativeScaler", "NativeScalerWithGradNormCount"}
 DATA_WORDS = {
-    "loader", "dataloader", "loaders", "data", "dataset", "batches", "batch", "train", "samples",
-    "examples", "iterator", "iter", "chunks", "chunk", "micro", "microbatches", "microbatch",
-    "shards", "split", "minibatches", "minibatch", "mb", "trainloader", "train_loader", "records",
+    "loader",
+    "dataloader",
+    "loaders",
+    "data",
+    "dataset",
+    "batches",
+    "batch",
+    "train",
+    "samples",
+    "examples",
+    "iterator",
+    "iter",
+    "chunks",
+    "chunk",
+    "micro",
+    "microbatches",
+    "microbatch",
+    "shards",
+    "split",
+    "minibatches",
+    "minibatch",
+    "mb",
+    "trainloader",
+    "train_loader",
+    "records",
 }
-ACCUMULATION_WORDS = {"accum", "accumulation", "accumulate", "accumulated", "micro", "acc", "update_freq", "freq"}
+ACCUMULATION_WORDS = {
+    "accum",
+    "accumulation",
+    "accumulate",
+    "accumulated",
+    "micro",
+    "acc",
+    "update_freq",
+    "freq",
+}
 COLLECTION_WORDS = {
-    "parameters", "named_parameters", "params", "param", "param_groups", "groups", "grads",
-    "optimizers", "optims", "opts", "schedulers", "models", "modules", "children", "named_modules",
-    "weights", "layers",
+    "parameters",
+    "named_parameters",
+    "params",
+    "param",
+    "param_groups",
+    "groups",
+    "grads",
+    "optimizers",
+    "optims",
+    "opts",
+    "schedulers",
+    "models",
+    "modules",
+    "children",
+    "named_modules",
+    "weights",
+    "layers",
 }
+
+# fmt: off
+# In-place tensor methods that, called on a parameter with its own .grad, are a manual SGD update.
+INPLACE_UPDATES = {"add_", "sub_", "copy_", "addcdiv_", "addcmul_", "mul_", "lerp_"}
+GRAD_SCALINGS = {"div_", "mul_", "true_divide_"}
+GRAD_CLEARS = {"zero_", "fill_"}
+# A call to something we cannot see is assumed to touch the optimizer it receives, unless its
+# name says it only reads (precision first: silence beats a guess, but logging must not silence).
+HARMLESS_CALLEE_WORDS = {
+    "print", "len", "isinstance", "log", "logger", "logging", "info", "debug", "warning", "warn",
+    "save", "load", "checkpoint", "state", "dict", "copy", "deepcopy", "summary", "watch", "plot",
+    "show", "eval", "evaluate", "evaluation", "validate", "validation", "test", "predict", "inference",
+    "infer", "metric", "metrics", "accuracy", "score", "loss", "criterion", "forward", "compute",
+    "count", "format", "str", "repr", "getattr", "hasattr", "setattr", "to", "cuda", "cpu", "device",
+    "prepare", "wrap", "compile", "parallel", "initialize", "register", "hook", "ema", "unwrap",
+    "gather", "reduce", "broadcast", "barrier", "wait", "clip", "norm", "unscale", "type", "id",
+    "sample", "generate", "visualize", "image", "images", "display", "describe", "init",
+    "weights", "freeze", "unfreeze", "requires", "seed", "profile", "trace",
+    "writer", "wandb", "tensorboard", "mlflow", "meter", "tracker", "progress", "pbar", "tqdm", "timer",
+    "scheduler", "sched", "lr", "warmup", "schedule", "lambda", "zip", "enumerate", "range", "list",
+    "tuple", "sorted", "sum", "min", "max", "any", "all", "map", "filter", "next", "iter",
+}
+# Libraries whose functions compute or log but never step an optimizer.
+PURE_MODULES = {
+    "torch", "F", "nn", "np", "numpy", "math", "os", "sys", "json", "random", "time", "shutil", "re",
+    "datetime", "pickle", "copy", "itertools", "functools", "collections", "pathlib", "plt", "wandb",
+    "logging", "logger", "warnings", "tqdm", "einops", "torchvision", "transforms", "utils", "dist",
+}
+# Of those, the words that stay harmless when the call receives an optimizer.
+OPTIMIZER_SAFE_WORDS = {
+    "print", "log", "logger", "logging", "info", "save", "load", "checkpoint", "state", "dict", "copy",
+    "deepcopy", "prepare", "wrap", "initialize", "register", "hook", "scheduler", "sched", "lr", "warmup",
+    "schedule", "lambda", "watch", "summary", "len", "isinstance", "getattr", "hasattr", "type", "id",
+}
+LOOP_WRAPPERS = {
+    "enumerate", "tqdm", "zip", "iter", "islice", "track", "progress_bar", "cycle", "tqdm_notebook",
+}
+OPTIMIZER_READS = {
+    "state_dict", "load_state_dict", "add_param_group", "register_step_pre_hook", "register_step_post_hook",
+}
+GRADIENT_ATTRIBUTES = {"backward", "manual_backward", "zero_grad", "step", "grad"}
+ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
+# fmt: on
 
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
@@ -78,7 +200,7 @@ def is_optimizer_name(path: str) -> bool:
 
 
 def is_scheduler_name(path: str) -> bool:
-    """`lr_scheduler`, `opt_param_scheduler`, `lr_sched`; `lr` alone counts unless an optimizer word is there."""
+    """`lr_scheduler`, `opt_param_scheduler`, `lr_sched`; `lr` counts unless an optimizer word is there."""
     name_words = words(last_name(path))
     return bool(name_words & SCHEDULER_WORDS) or ("lr" in name_words and not name_words & OPTIMIZER_WORDS)
 
@@ -126,7 +248,7 @@ def segment(lines: list[str], node: ast.AST, limit: int = 60) -> str:
     else:
         try:
             text = ast.unparse(node)
-        except Exception:  # noqa: BLE001 - unparse of exotic nodes must not break a message
+        except Exception:
             text = "..."
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

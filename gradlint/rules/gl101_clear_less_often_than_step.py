@@ -9,7 +9,7 @@ from gradlint.rules.base import code, finding, loop_phrase, one_per_place
 RULE = Rule(
     code="GL101",
     name="clear-less-often-than-step",
-    summary="zero_grad() runs less often than step(): each step re-applies gradients earlier steps already used",
+    summary="zero_grad() runs less often than step(): each step re-applies gradients already applied",
     what_it_does=(
         "Finds a clear of an optimizer's gradients (`optimizer.zero_grad()`, `model.zero_grad()`, "
         "`p.grad = None`) that does not run before every `step()` of that optimizer: typically "
@@ -83,14 +83,17 @@ def report(stale: StaleStep) -> Finding:
     else:
         frequency = "runs once, before the loop"
     if outer:
-        stepping = f"{code(step)} at line {step.location.line} runs on every iteration of {loop_phrase(outer[-1])}"
+        stepping = (
+            f"{code(step)} at line {step.location.line} runs on every iteration of {loop_phrase(outer[-1])}"
+        )
         where = f"move it into {loop_phrase(outer[-1])}"
     else:
         frequency = "is skipped on some iterations"
         stepping = f"{code(step)} at line {step.location.line} is not"
         where = "clear on every iteration that steps"
     message = (
-        f"{code(clear)} {frequency} but {stepping}: step k applies the sum of k backward passes' gradients, "
-        f"re-applying gradients earlier steps already used; {where}, before the forward pass or after the step"
+        f"{code(clear)} {frequency} but {stepping}: step k applies the sum of k backward passes' "
+        f"gradients, re-applying gradients earlier steps already used; {where}, before the forward pass "
+        f"or after the step"
     )
     return finding(RULE, clear, message, [(step, "this step re-applies stale gradients")])

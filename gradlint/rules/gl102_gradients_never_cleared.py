@@ -20,10 +20,7 @@ RULE = Rule(
         "and the model diverges or trains far worse."
     ),
     example=(
-        "for x, y in loader:\n"
-        "    loss = loss_fn(model(x), y)\n"
-        "    loss.backward()\n"
-        "    optimizer.step()"
+        "for x, y in loader:\n    loss = loss_fn(model(x), y)\n    loss.backward()\n    optimizer.step()"
     ),
     use_instead=(
         "for x, y in loader:\n"
@@ -44,11 +41,7 @@ RULE = Rule(
         "    loss_fn(model(x), y).backward()\n"
         "    optimizer.step()\n",
     ),
-    invalid=(
-        "for x, y in loader:\n"
-        "    loss_fn(model(x), y).backward()  # error\n"
-        "    optimizer.step()\n",
-    ),
+    invalid=("for x, y in loader:\n    loss_fn(model(x), y).backward()  # error\n    optimizer.step()\n",),
 )
 
 
@@ -72,4 +65,6 @@ def report(stale: StaleStep) -> Finding:
         f"gradients of `{stale.optimizer}` are never cleared: {code(step)}{loop} applies the running sum of "
         f"every backward pass so far (lines {sources}); {fix}"
     )
-    return finding(RULE, step, message, [(b, "gradients added here are never cleared") for b in stale.backwards])
+    return finding(
+        RULE, step, message, [(b, "gradients added here are never cleared") for b in stale.backwards]
+    )

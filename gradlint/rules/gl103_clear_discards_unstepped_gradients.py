@@ -68,11 +68,16 @@ def check(facts: Facts) -> list[Finding]:
 def report(discard: DiscardedGradients) -> Finding:
     clear, backward, step = discard.clear, discard.backward, discard.step
     message = (
-        f"{code(clear)} discards the gradients of {code(backward)} (line {backward.location.line}) before any "
-        f"step uses them, and {code(step)} at line {step.location.line} then steps without them; "
+        f"{code(clear)} discards the gradients of {code(backward)} (line {backward.location.line}) "
+        f"before any step uses them, and {code(step)} at line {step.location.line} then steps without them; "
         f"clear after the step instead"
     )
-    return finding(RULE, clear, message, [
-        (backward, "gradients computed here are thrown away"),
-        (step, "this step misses them"),
-    ])
+    return finding(
+        RULE,
+        clear,
+        message,
+        [
+            (backward, "gradients computed here are thrown away"),
+            (step, "this step misses them"),
+        ],
+    )

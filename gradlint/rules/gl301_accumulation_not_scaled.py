@@ -77,6 +77,7 @@ def report(unscaled: UnscaledAccumulation) -> Finding:
     message = (
         f"{code(backward)} accumulates {count} backward passes of {loop_phrase(unscaled.loop)} into each "
         f"{code(step)} (line {step.location.line}) but the loss is not divided by {count}: the update is "
-        f"{count} times the mean gradient's (the learning rate is multiplied by it); divide the loss by {count}"
+        f"{count} times the mean gradient's (the learning rate is multiplied by it); "
+        f"divide the loss by {count}"
     )
     return finding(RULE, backward, message, [(step, "this step applies the unscaled sum")])

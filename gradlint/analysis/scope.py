@@ -1,0 +1,221 @@
+"""Who is who across a module: its functions and classes, and what module-level names hold."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from gradlint.analysis import names
+from gradlint.analysis.shapes import (
+    FunctionNode,
+    assigned_paths,
+    assumptions,
+    module_statements,
+    own_statements,
+)
+from gradlint.core import Location
+
+MANUAL = "<manual>"
+
+
+@dataclass
+class ClassInfo:
+    node: ast.ClassDef
+    methods: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)  # `self.opt` -> optimizer
+
+
+@dataclass
+class ModuleIndex:
+    """Where every function and class of the module is, and what the module-level names hold."""
+
+    tree: ast.Module
+    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
+    classes: dict[str, ClassInfo] = field(default_factory=dict)
+    owner: dict[ast.AST, ast.AST] = field(default_factory=dict)  # function -> enclosing function/class
+    kinds: dict[str, str] = field(default_factory=dict)
+    instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
+    uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
+    accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
+    has_gradient_code: bool = False
+    tested_paths: set[str] = field(default_factory=set)  # names some `if` tests directly
+    function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, tree: ast.Module) -> ModuleIndex:
+        index = cls(tree)
+        for node in tree.body:
+            if isinstance(node, FunctionNode):
+                index.functions[node.name] = node
+            elif isinstance(node, ast.ClassDef):
+                index.classes[node.name] = ClassInfo(node)
+        accelerator_constructors = index._read_tree()
+        if not index.has_gradient_code:
+            return index
+        for info in index.classes.values():
+            for item in info.node.body:
+                if isinstance(item, FunctionNode):
+                    info.methods[item.name] = item
+            for method in info.methods.values():
+                scan_kinds(method.body, info.kinds, only_self=True)
+        scan_kinds(module_statements(tree), index.kinds)
+        scan_instances(module_statements(tree), index.instances, index.classes)
+        if accelerator_constructors:
+            index.accelerator_scales = any(
+                k.arg is None or "accumulation" in k.arg for c in accelerator_constructors for k in c.keywords
+            )
+        return index
+
+    def _read_tree(self) -> list[ast.Call]:
+        """One walk over the whole module: who owns each function, which functions exist, and
+        whether anything here can be a gradient event at all (most Python files have none)."""
+        accelerator_constructors: list[ast.Call] = []
+        tested: set[str] = set()
+        assigned_in_loops: set[str] = set()
+        stack: list[tuple[ast.AST, ast.AST | None]] = [(self.tree, None)]
+        while stack:
+            node, owner = stack.pop()
+            for child in ast.iter_child_nodes(node):
+                child_owner = owner
+                if isinstance(child, (*FunctionNode, ast.ClassDef)):
+                    if owner is not None:
+                        self.owner[child] = owner
+                    if isinstance(child, FunctionNode):
+                        self.function_list.append(child)
+                    child_owner = child
+                elif isinstance(child, ast.Attribute) and child.attr in names.GRADIENT_ATTRIBUTES:
+                    self.has_gradient_code = True
+                elif isinstance(child, ast.If) and assumptions(child.test):
+                    tested.add(assumptions(child.test)[0][0])
+                elif isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
+                    assigned_in_loops |= {p for s in own_statements(child.body) for p in assigned_paths(s)}
+                elif isinstance(child, ast.Call):
+                    callee = names.callee_name(child)
+                    if callee in names.ACCUMULATE_CONTEXTS:
+                        self.uses_accumulate = True
+                    elif callee in ("Accelerator", "Fabric"):
+                        accelerator_constructors.append(child)
+                stack.append((child, child_owner))
+        self.function_list.sort(key=lambda f: (f.lineno, f.col_offset))
+        # Flags that change from one iteration to the next (`need_update`) correlate the ifs that
+        # test them; fixed configuration (`args.fp16`) would only multiply the paths.
+        self.tested_paths = tested & assigned_in_loops
+        return accelerator_constructors
+
+    def class_of(self, function: ast.AST) -> ClassInfo | None:
+        owner = self.owner.get(function)
+        if isinstance(owner, ast.ClassDef):
+            return self.classes.get(owner.name)
+        return None
+
+    def method(
+        self, info: ClassInfo, name: str, depth: int = 0
+    ) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        if name in info.methods:
+            return info.methods[name]
+        for base in info.node.bases:
+            base_name = names.path_of(base)
+            if depth < 5 and base_name in self.classes:
+                found = self.method(self.classes[base_name], name, depth + 1)
+                if found is not None:
+                    return found
+        return None
+
+    def all_functions(self) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+        return self.function_list
+
+
+def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
+    if isinstance(value, ast.Call):
+        callee = names.callee_name(value)
+        if names.is_optimizer_constructor(value):
+            return "lbfgs" if callee == "LBFGS" else "optimizer"
+        if names.is_scheduler_constructor(value):
+            return "scheduler"
+        if names.is_scaler_constructor(value):
+            return "scaler"
+        if callee in ("Accelerator", "Fabric"):
+            return "accelerator"
+        if callee == "optimizers":  # Lightning: self.optimizers()
+            return "optimizer"
+        if callee in ("prepare", "setup", "setup_optimizers") and len(value.args) == 1:
+            return value_kind(value.args[0], kinds)
+        return None
+    path = names.path_of(value)
+    if path is None:
+        return None
+    if path in kinds:
+        return kinds[path]
+    return "optimizer" if names.is_optimizer_name(path) and not names.is_scheduler_name(path) else None
+
+
+def scan_kinds(body: list[ast.stmt], kinds: dict[str, str], only_self: bool = False) -> None:
+    """Record which names hold optimizers, schedulers, scalers, accelerators and engines."""
+    for statement in own_statements(body):
+        if isinstance(statement, ast.Assign):
+            targets, value = statement.targets, statement.value
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            targets, value = [statement.target], statement.value
+        else:
+            continue
+        for target in targets:
+            for path, kind in assigned_kinds(target, value, kinds):
+                if only_self and not path.startswith("self."):
+                    continue
+                kinds.setdefault(path, kind)
+
+
+def assigned_kinds(target: ast.expr, value: ast.expr, kinds: dict[str, str]) -> Iterator[tuple[str, str]]:
+    if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, ast.Call):
+        callee = names.callee_name(value)
+        elements = [names.path_of(t) for t in target.elts]
+        if callee == "initialize" and elements:  # deepspeed.initialize -> engine, optimizer, ...
+            if elements[0]:
+                yield elements[0], "engine"
+            if len(elements) > 1 and elements[1]:
+                yield elements[1], "optimizer"
+        elif callee == "optimizers":
+            yield from ((path, "optimizer") for path in elements if path)
+        elif callee in ("prepare", "setup", "initialize") or len(value.args) == len(elements):
+            for path, argument in zip(elements, value.args):
+                kind = value_kind(argument, kinds)
+                if path and kind:
+                    yield path, kind
+        return
+    path = names.path_of(target)
+    kind = value_kind(value, kinds) if path else None
+    if path and kind:
+        yield path, kind
+
+
+def scan_instances(body: list[ast.stmt], instances: dict[str, str], classes: dict[str, ClassInfo]) -> None:
+    for statement in own_statements(body):
+        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call):
+            callee = names.path_of(statement.value.func)
+            if callee in classes:
+                for target in statement.targets:
+                    path = names.path_of(target)
+                    if path:
+                        instances[path] = callee
+
+
+def location_of(node: ast.AST, lines: list[str]) -> Location:
+    line = getattr(node, "lineno", 1)
+    end_line = getattr(node, "end_lineno", None) or line
+    return Location(
+        line,
+        char_column(lines, line, getattr(node, "col_offset", 0)) + 1,
+        end_line,
+        char_column(lines, end_line, getattr(node, "end_col_offset", None) or 0) + 1,
+    )
+
+
+def char_column(lines: list[str], line: int, byte_offset: int) -> int:
+    """ast columns count UTF-8 bytes; users and editors count characters."""
+    if not 0 < line <= len(lines):
+        return byte_offset
+    text = lines[line - 1]
+    if text.isascii():
+        return byte_offset
+    return len(text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore"))

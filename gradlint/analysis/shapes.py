@@ -1,0 +1,229 @@
+"""Predicates on the shape of `ast` nodes: what a loop iterates, whether a loss is divided, ..."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+
+from gradlint.analysis import names
+
+FunctionNode = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def module_statements(tree: ast.Module) -> list[ast.stmt]:
+    return [s for s in tree.body if not isinstance(s, (*FunctionNode, ast.ClassDef))]
+
+
+def parameters(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[str]:
+    args = function.args
+    return [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)] + [
+        a.arg for a in (args.vararg, args.kwarg) if a is not None
+    ]
+
+
+def own_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement of a body, nested blocks included, nested functions and classes excluded."""
+    for statement in body:
+        yield statement
+        if isinstance(statement, (*FunctionNode, ast.ClassDef)):
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            yield from own_statements(getattr(statement, name, []) or [])
+        for handler in getattr(statement, "handlers", []) or []:
+            yield from own_statements(handler.body)
+        for case in getattr(statement, "cases", []) or []:
+            yield from own_statements(case.body)
+
+
+def assigned_names(body: list[ast.stmt]) -> set[str]:
+    found: set[str] = set()
+    for statement in own_statements(body):
+        targets: list[ast.AST] = []
+        if isinstance(statement, ast.Assign):
+            targets = statement.targets
+        elif isinstance(statement, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor)):
+            targets = [statement.target]
+        elif isinstance(statement, (ast.With, ast.AsyncWith)):
+            targets = [i.optional_vars for i in statement.items if i.optional_vars is not None]
+        elif isinstance(statement, (*FunctionNode, ast.ClassDef)):
+            found.add(statement.name)
+        for target in targets:
+            found |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return found
+
+
+def assigned_paths(statement: ast.stmt) -> set[str]:
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, (ast.AugAssign, ast.AnnAssign)):
+        targets = [statement.target]
+    else:
+        return set()
+    return {
+        p
+        for t in targets
+        for n in ast.walk(t)
+        if (p := names.path_of(n)) and isinstance(n, (ast.Name, ast.Attribute))
+    }
+
+
+def assumptions(test: ast.expr) -> tuple[tuple[str, bool] | None, ...]:
+    """What each arm of `if test:` knows: `if x:` -> x is true, then false; `if not x:` the reverse."""
+    value = True
+    while isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        test, value = test.operand, not value
+    path = names.path_of(test)
+    return ((path, value), (path, not value)) if path else ()
+
+
+def has_correlated_if(body: list[ast.stmt], index: int) -> bool:
+    return specialise(body[index + 1 :], body[index].test, True) != body[index + 1 :]
+
+
+def specialise(body: list[ast.stmt], test: ast.expr, value: bool) -> list[ast.stmt]:
+    """Replace later `if <test>:` statements by the arm `value` picks, while `test` cannot change."""
+    if any(isinstance(n, (ast.Call, ast.NamedExpr)) for n in ast.walk(test)):
+        return body  # a call may answer differently the second time
+    tested = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
+    shape = ast.dump(test)
+    result: list[ast.stmt] = []
+    for position, statement in enumerate(body):
+        if isinstance(statement, ast.If) and ast.dump(statement.test) == shape:
+            result.extend(statement.body if value else statement.orelse)
+            continue
+        result.append(statement)
+        if assigned_names([statement]) & tested:
+            return result + body[position + 1 :]
+    return result
+
+
+def call_children(node: ast.Call) -> list[ast.expr]:
+    func = node.func
+    children = [func.value] if isinstance(func, ast.Attribute) else [func]
+    return children + list(node.args) + [k.value for k in node.keywords]
+
+
+def keyword(node: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in node.keywords if k.arg == name), None)
+
+
+def is_grad_access(node: ast.AST) -> bool:
+    """`p.grad`, `p.grad.data`."""
+    while isinstance(node, ast.Attribute) and node.attr == "data":
+        node = node.value
+    return isinstance(node, ast.Attribute) and node.attr == "grad"
+
+
+def root_path(node: ast.AST) -> str | None:
+    """The parameter an access is about: `p.grad.data` -> p, `p.data` -> p, `w` -> w."""
+    while isinstance(node, ast.Attribute) and node.attr in ("grad", "data"):
+        node = node.value
+    return names.path_of(node)
+
+
+def grad_owners(node: ast.AST) -> set[str]:
+    return {root_path(n) for n in ast.walk(node) if isinstance(n, ast.Attribute) and n.attr == "grad"} - {
+        None
+    }
+
+
+def grad_owners_of_args(node: ast.Call) -> set[str]:
+    return {
+        owner
+        for argument in (*node.args, *(k.value for k in node.keywords))
+        for owner in grad_owners(argument)
+    }
+
+
+def is_none_check(node: ast.Compare) -> bool:
+    return all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) and any(
+        isinstance(c, ast.Constant) and c.value is None for c in node.comparators
+    )
+
+
+def root_name(node: ast.AST) -> str | None:
+    """The variable a loss expression starts from: `outputs.loss` -> outputs, `loss.mean()` -> loss."""
+    while True:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            node = node.func.value
+        else:
+            return None
+
+
+def is_scaled(node: ast.AST) -> bool:
+    """Division or multiplication of the loss itself (not inside a call's arguments)."""
+    if isinstance(node, ast.BinOp):
+        return isinstance(node.op, (ast.Div, ast.Mult)) or is_scaled(node.left) or is_scaled(node.right)
+    if isinstance(node, ast.Call):
+        if names.callee_name(node) in ("div", "div_", "mul", "mul_", "true_divide", "divide", "multiply"):
+            return True
+        return isinstance(node.func, ast.Attribute) and is_scaled(node.func.value)
+    if isinstance(node, (ast.Attribute, ast.Subscript)):
+        return is_scaled(node.value)
+    if isinstance(node, ast.UnaryOp):
+        return is_scaled(node.operand)
+    return False
+
+
+def unwrap_iterable(node: ast.expr) -> ast.expr:
+    """`enumerate(tqdm(loader))` -> loader."""
+    while isinstance(node, ast.Call) and names.callee_name(node) in names.LOOP_WRAPPERS and node.args:
+        node = node.args[0]
+    return node
+
+
+def is_collection(node: ast.expr) -> bool:
+    """A loop over parameters, optimizers or models (not over data)."""
+    node = unwrap_iterable(node)
+    if isinstance(node, ast.Call) and names.callee_name(node) in ("items", "values", "keys"):
+        node = node.func.value  # self.optimizers.items()
+    vocabulary = names.words(names.callee_name(node)) if isinstance(node, ast.Call) else set()
+    path = names.path_of(node)
+    if path:
+        vocabulary |= names.words(names.last_name(path))
+    return bool(vocabulary & names.COLLECTION_WORDS) and not vocabulary & names.DATA_WORDS
+
+
+def parameters_owner(node: ast.expr) -> str | None:
+    node = unwrap_iterable(node)
+    if isinstance(node, ast.Call) and names.callee_name(node) in ("parameters", "named_parameters"):
+        if isinstance(node.func, ast.Attribute):
+            return names.path_of(node.func.value)
+    return None
+
+
+def accumulation_bound(node: ast.expr) -> str | None:
+    """`range(accum_steps)` -> 'accum_steps' when the bound names an accumulation count."""
+    node = unwrap_iterable(node)
+    if isinstance(node, ast.Call) and names.callee_name(node) == "range" and node.args:
+        bound = node.args[-1] if len(node.args) <= 2 else node.args[1]
+        if names.has_word(bound, names.ACCUMULATION_WORDS):
+            return names.segment([], bound)
+    return None
+
+
+def draws_data(node: ast.For | ast.AsyncFor | ast.While) -> bool:
+    """Each repetition takes a new batch: it iterates data, calls next() or get_batch(), counts steps."""
+    if isinstance(node, (ast.For, ast.AsyncFor)):
+        iterable = unwrap_iterable(node.iter)
+        if names.has_word(iterable, names.DATA_WORDS) or accumulation_bound(node.iter):
+            return True
+        if isinstance(iterable, ast.Call) and names.callee_name(iterable) in (
+            "chunk",
+            "split",
+            "tensor_split",
+        ):
+            return True
+    for statement in own_statements(node.body):
+        for sub in ast.walk(statement):
+            if isinstance(sub, ast.Call) and names.words(names.callee_name(sub)) & {
+                "next",
+                "batch",
+                "batches",
+            }:
+                return True
+    return False
