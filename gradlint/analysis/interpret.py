@@ -595,6 +595,7 @@ class RootInterpreter:
 
     def cleared(self, value: Grad, event: Event, frame: Frame) -> Grad:
         if value.unknown or event.on_purpose:
+            self.consumed |= value.backwards  # dropped on purpose is not forgotten (GL201)
             return Grad(clear=(event, frame.loops), discarded=value.discarded, assumed=value.assumed)
         # Gradients left over by a loop that has finished (a partial accumulation window at the end of
         # an epoch) are GL302's business, not a clear in the wrong place.
