@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import sys
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import LoopSite, Site
@@ -65,7 +67,9 @@ class Context:
 class FunctionBuilder:
     """Builds the flow of one function (or of the module body)."""
 
-    def __init__(self, index: ModuleIndex, lines: list[str], function: ast.AST | None) -> None:
+    def __init__(
+        self, index: ModuleIndex, lines: list[str], function: ast.FunctionDef | ast.AsyncFunctionDef | None
+    ) -> None:
         self.index = index
         self.lines = lines
         self.function = function
@@ -140,7 +144,7 @@ class FunctionBuilder:
         tests = [ast.dump(s.test) if isinstance(s, ast.If) else None for s in body]
         for index, statement in enumerate(body):
             if (
-                tests[index] is not None
+                isinstance(statement, ast.If)
                 and tests[index] in tests[index + 1 :]
                 and has_correlated_if(body, index)
             ):
@@ -174,8 +178,9 @@ class FunctionBuilder:
         if isinstance(node, (ast.With, ast.AsyncWith)):
             return self.with_block(node, context)
         if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
-            return [self.try_block(node, context)]
-        if type(node).__name__ == "Match":
+            # ast.TryStar (3.11+) has the fields of ast.Try, and is no type on older Pythons
+            return [self.try_block(cast(ast.Try, node), context)]
+        if sys.version_info >= (3, 10) and isinstance(node, ast.Match):
             subject = self.expression(node.subject, context)
             arms: list[Flow] = [self.block(case.body, context) for case in node.cases]
             return [*subject, Branch([*arms, Seq()])]
@@ -250,7 +255,7 @@ class FunctionBuilder:
         body = self.block(node.body, context)
         return [*flows, body]
 
-    def try_block(self, node: ast.stmt, context: Context) -> Try:
+    def try_block(self, node: ast.Try, context: Context) -> Try:
         return Try(
             [flow for statement in node.body for flow in [Seq(self.statement(statement, context))]],
             [self.block(handler.body, context) for handler in node.handlers],
@@ -261,7 +266,7 @@ class FunctionBuilder:
     def assignment(self, node: ast.Assign | ast.AugAssign | ast.AnnAssign, context: Context) -> list[Flow]:
         value = node.value
         flows: list[Flow] = []
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        targets: list[ast.expr] = node.targets if isinstance(node, ast.Assign) else [node.target]
         grad_targets = [t for t in targets if is_grad_access(t)]
         if grad_targets:
             return self.grad_assignment(node, grad_targets[0], context)
@@ -344,7 +349,9 @@ class FunctionBuilder:
             for flow in self.expression(child, context)
         ]
 
-    def comprehension(self, node: ast.AST, context: Context) -> list[Flow]:
+    def comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp, context: Context
+    ) -> list[Flow]:
         context = replace(context, parameter_loops=dict(context.parameter_loops))
         for generator in node.generators:
             model = parameters_owner(generator.iter)
@@ -522,8 +529,8 @@ class FunctionBuilder:
         return Event(EventKind.CLEAR, site, receiver_path, "module")
 
     def unknown_call(self, node: ast.Call, callee: str, receiver_path: str | None) -> list[Flow]:
-        arguments = [names.path_of(a) for a in (*node.args, *(k.value for k in node.keywords))]
-        arguments = [a for a in arguments if a is not None]
+        paths = [names.path_of(a) for a in (*node.args, *(k.value for k in node.keywords))]
+        arguments = [a for a in paths if a is not None]
         if receiver_path and callee not in names.OPTIMIZER_READS and self.is_optimizer(receiver_path):
             # SAM's first_step(zero_grad=True), Horovod's synchronize(): the optimizer's own business
             return [Event(EventKind.UNKNOWN, self.site(node), arguments=(receiver_path,))]
@@ -596,6 +603,7 @@ class FunctionBuilder:
         is_method = isinstance(node.func, ast.Attribute) and self.index.class_of(function) is not None
         bindings: dict[str, str | None] = {}
         if is_method and params:
+            assert isinstance(node.func, ast.Attribute)  # is_method says so
             bindings[params[0]] = names.path_of(node.func.value)
             params = params[1:]
         positional = [p for p in params if p not in {k.arg for k in node.keywords}]
@@ -624,13 +632,13 @@ class FunctionBuilder:
                 elif isinstance(sub, ast.Name) and sub.id not in seen_names:
                     seen_names.add(sub.id)
                     pending.extend(
-                        getattr(a, "value", None)
+                        value
                         for a, _ in self.assignments.get(sub.id, [])
-                        if getattr(a, "value", None) is not None
+                        if (value := getattr(a, "value", None)) is not None
                     )
         return tuple(sorted(sources))
 
-    def site(self, node: ast.AST) -> Site:
+    def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
 
 

@@ -9,6 +9,7 @@ run the callee's flow with its parameters bound to the caller's objects.
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -78,12 +79,12 @@ class Outcome(NamedTuple):
 class Frame:
     """One activation of a function: how its names map to the caller's objects."""
 
-    function: ast.AST | None
+    function: ast.FunctionDef | ast.AsyncFunctionDef | None
     bindings: dict
     locals: frozenset[str]
     prefix: str
     loops: tuple[Loop, ...] = ()
-    stack: tuple[ast.AST, ...] = ()
+    stack: tuple[ast.FunctionDef | ast.AsyncFunctionDef | None, ...] = ()  # None: the module body
     parent: Frame | None = None
     gated: bool = False
     root_params: frozenset[str] = frozenset()
@@ -138,7 +139,7 @@ def widen(state: State) -> State:
     }
 
 
-def analyse(tree: ast.Module, lines: list[str]) -> Facts:
+def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
     return ModuleAnalysis(tree, list(lines)).run()
 
 
@@ -146,20 +147,22 @@ class ModuleAnalysis:
     def __init__(self, tree: ast.Module, lines: list[str]) -> None:
         self.index = ModuleIndex.of(tree)
         self.lines = lines
-        self.flows: dict[ast.AST | None, Flow] = {}
-        self.builders: dict[ast.AST | None, FunctionBuilder] = {}
+        self.flows: dict[ast.FunctionDef | ast.AsyncFunctionDef | None, Flow] = {}
+        self.builders: dict[ast.FunctionDef | ast.AsyncFunctionDef | None, FunctionBuilder] = {}
         self.facts = Facts()
-        self.effects: dict[ast.AST, bool] = {}
+        self.effects: dict[ast.FunctionDef | ast.AsyncFunctionDef | None, bool] = {}
         self.flow_effects: dict[Flow, bool] = {}
 
-    def flow_of(self, function: ast.AST | None) -> Flow:
+    def flow_of(self, function: ast.FunctionDef | ast.AsyncFunctionDef | None) -> Flow:
         if function not in self.flows:
             builder = FunctionBuilder(self.index, self.lines, function)
             self.builders[function] = builder
             self.flows[function] = builder.build()
         return self.flows[function]
 
-    def has_effect(self, function: ast.AST, visiting: frozenset = frozenset()) -> bool:
+    def has_effect(
+        self, function: ast.FunctionDef | ast.AsyncFunctionDef | None, visiting: frozenset = frozenset()
+    ) -> bool:
         """Whether calling `function` can touch a gradient: pure helpers are not interpreted at all."""
         if function not in self.effects:
             if function in visiting:
@@ -195,7 +198,9 @@ class ModuleAnalysis:
 class RootInterpreter:
     """Interprets one entry point (the module body, or a function nobody in the module calls)."""
 
-    def __init__(self, analysis: ModuleAnalysis, function: ast.AST | None) -> None:
+    def __init__(
+        self, analysis: ModuleAnalysis, function: ast.FunctionDef | ast.AsyncFunctionDef | None
+    ) -> None:
         self.analysis = analysis
         self.function = function
         self.optimizers: set[str] = set()
@@ -366,7 +371,9 @@ class RootInterpreter:
             results += [self.interpret(handler, entry, frame) for handler in block.handlers]
             body = body._replace(raises=None)
         combined = merge([body._replace(normal=None), *results])
-        if not block.final.items:
+        final = block.final
+        assert isinstance(final, Seq)  # a `finally:` block: built as a Seq, and prune keeps it one
+        if not final.items:
             return combined
         final_normal = self.interpret(block.final, combined.normal, frame)
         others = {
@@ -413,7 +420,9 @@ class RootInterpreter:
         self.optimizers.add(key)
         if register.lbfgs:
             self.lbfgs.add(key)
-        sources = {self.resolve(source, frame) for source in register.sources} - {None}
+        sources = {
+            resolved for source in register.sources if (resolved := self.resolve(source, frame)) is not None
+        }
         self.sources[key] = sources
         return state
 
@@ -475,7 +484,7 @@ class RootInterpreter:
             key = self.resolve(event.path, frame)
             if key is not None:
                 self.engines.add(key)
-            keys = {key} if key in state else set()
+            keys = {key} if key is not None and key in state else set()  # None is never a state key
         else:
             keys = set(state) - self.engines
         self.seen.setdefault(event, frame.loops)
@@ -518,6 +527,7 @@ class RootInterpreter:
     def closure_step(self, event: Event, key: str, state: State, frame: Frame) -> State:
         # The closure's events happen inside the step; LBFGS evaluates it several times.
         if event not in self.closure_steps:
+            assert event.closure is not None  # step() comes here only for a step with a closure
             body = Seq([event.closure, replace(event, closure=None)])
             header = f"{event.site.text} (LBFGS evaluates the closure repeatedly)"
             self.closure_steps[event] = Loop(body, LoopSite(event.site.location, header, ""), "repeat")
@@ -528,6 +538,7 @@ class RootInterpreter:
 
     def apply_step(self, event: Event, key: str, state: State, frame: Frame) -> State:
         display = event.path if event.target != "manual" else "parameters"
+        assert display is not None  # step() resolved the path to `key`, and None resolves to None
         for value in state[key]:
             if value.unknown:
                 continue
@@ -550,6 +561,7 @@ class RootInterpreter:
         return result
 
     def stale(self, event: Event, display: str, key: str, value: Grad, frame: Frame) -> None:
+        clear_loops: tuple[Loop, ...]
         clear, clear_loops, on_path = None, (), True
         if value.clear is not None:
             clear, clear_loops = value.clear
@@ -570,6 +582,7 @@ class RootInterpreter:
 
     def unscaled(self, event: Event, display: str, value: Grad, frame: Frame) -> None:
         loop = value.repeat_loop
+        assert loop is not None  # apply_step() reports only a value some loop repeated
         guard = event.guard
         if not (loop.draws_data or loop.count or is_accumulation_guard(guard)):
             return
@@ -585,8 +598,10 @@ class RootInterpreter:
         if event.target in ("optimizer", "maybe_optimizer") and frame.gated:
             return state
         keys = self.grad_keys(event, state, frame)
-        if event.target == "module" and self.resolve(event.path, frame) in self.optimizers:
-            keys = {self.resolve(event.path, frame)}  # a parameter named `model` that holds an optimizer
+        if event.target == "module":
+            owner = self.resolve(event.path, frame)
+            if owner in self.optimizers:
+                keys = {owner}  # a parameter named `model` that holds an optimizer
         if MANUAL in state:
             keys.add(MANUAL)  # hand-written updates use the same parameters any clear zeroes
         for key in keys:

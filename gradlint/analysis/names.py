@@ -240,7 +240,7 @@ def has_word(node: ast.AST, vocabulary: set[str]) -> bool:
     return False
 
 
-def segment(lines: list[str], node: ast.AST, limit: int = 60) -> str:
+def segment(lines: list[str], node: ast.expr | ast.stmt, limit: int = 60) -> str:
     """Source text of a node on one line, as the user wrote it, shortened for messages."""
     line, end = getattr(node, "lineno", 0), getattr(node, "end_lineno", 0)
     if line and line == end and line <= len(lines) and lines[line - 1].isascii():
