@@ -231,6 +231,12 @@ for epoch in range(10):
             optimizer.step()
             optimizer.zero_grad()
 """,
+    "a loop over a bare items() call is not a crash": """
+for key, value in items(table):
+    optimizer.zero_grad()
+    loss_fn(model(value), key).backward()
+    optimizer.step()
+""",
 }
 
 

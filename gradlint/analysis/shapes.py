@@ -183,10 +183,12 @@ def unwrap_iterable(node: ast.expr) -> ast.expr:
 def is_collection(node: ast.expr) -> bool:
     """A loop over parameters, optimizers or models (not over data)."""
     node = unwrap_iterable(node)
-    if isinstance(node, ast.Call) and names.callee_name(node) in ("items", "values", "keys"):
-        # self.optimizers.items(); a bare `items(x)` raises AttributeError here (GL000), kept as is
-        # until fixed in its own change
-        node = node.func.value  # type: ignore[attr-defined]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("items", "values", "keys")
+    ):
+        node = node.func.value  # self.optimizers.items()
     vocabulary = names.words(names.callee_name(node)) if isinstance(node, ast.Call) else set()
     path = names.path_of(node)
     if path:
