@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from gradlint import __version__
 from gradlint.checker import FileResult, SourceError, check_source
 from gradlint.files import display_name, expand_paths, read_source
+from gradlint.notebooks import check_notebook, is_notebook
 from gradlint.report import format_json, format_text
 from gradlint.rules import UnknownCodeError, resolve_codes
 
@@ -61,6 +62,8 @@ def check_path(path: str, codes: Iterable[str]) -> tuple[FileResult, str]:
     name = display_name(path)
     try:
         text = read_source(path)
+        if is_notebook(path):  # its text is JSON: no source lines to show under a finding
+            return FileResult(name, tuple(check_notebook(text, name, codes))), ""
         findings = tuple(check_source(text, name, codes))
         return FileResult(name, findings), text if findings else ""
     except SourceError as error:

@@ -12,12 +12,17 @@ from enum import Enum
 
 @dataclass(frozen=True, order=True)
 class Location:
-    """A span of source code. Lines and columns are 1-based; columns count characters."""
+    """A span of source code. Lines and columns are 1-based; columns count characters.
+
+    In a notebook, `cell` is the code cell (1-based, counting code cells only) and the lines are
+    lines of that cell; it is None in a plain source file.
+    """
 
     line: int
     col: int
     end_line: int
     end_col: int
+    cell: int | None = None
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,8 @@ class Finding:
     location: Location
     related: tuple[Related, ...] = ()
 
-    def sort_key(self) -> tuple[Location, str]:
-        return (self.location, self.code)
+    def sort_key(self) -> tuple[int, Location, str]:
+        return (self.location.cell or 0, self.location, self.code)
 
 
 class EventKind(Enum):

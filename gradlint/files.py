@@ -13,10 +13,11 @@ STDIN = "-"
 STDIN_NAME = "<stdin>"
 # Directories that hold other people's code or generated files; checking them is slow and noisy.
 SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages"})
+SOURCE_SUFFIXES = (".py", ".ipynb")  # `.ipynb_checkpoints` copies are skipped as a hidden directory
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
-    """Files as named (any extension), directories searched for `*.py`; each path once, in a stable order."""
+    """Files as named, directories searched for `*.py` and `*.ipynb`; each path once, in a stable order."""
     expanded: dict[str, None] = {}
     for path in paths:
         if path != STDIN and os.path.isdir(path):
@@ -34,7 +35,7 @@ def python_files_under(directory: str) -> Iterator[str]:
         for name in files:
             path = os.path.normpath(os.path.join(root, name))  # `check .` shows `a.py`, not `./a.py`
             # A FIFO or socket named *.py would block or fail on read; only plain files are sources.
-            if name.endswith(".py") and os.path.isfile(path):
+            if name.endswith(SOURCE_SUFFIXES) and os.path.isfile(path):
                 yield path
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 
 from gradlint.checker import FileResult
-from gradlint.core import Finding
+from gradlint.core import Finding, Location
 
 ERROR_CODE = "GL000"
 JSON_VERSION = 1
@@ -25,7 +25,18 @@ def ordered(results: Sequence[FileResult]) -> list[FileResult]:
 
 
 def ordered_findings(result: FileResult) -> list[Finding]:
-    return sorted(result.findings, key=lambda f: (f.location.line, f.location.col, f.code))
+    return sorted(
+        result.findings, key=lambda f: (f.location.cell or 0, f.location.line, f.location.col, f.code)
+    )
+
+
+def position(line: int, col: int, cell: int | None = None) -> str:
+    """`line:col`, or `cell N:line:col` in a notebook, where lines count within the code cell."""
+    return f"{line}:{col}" if cell is None else f"cell {cell}:{line}:{col}"
+
+
+def location_text(location: Location) -> str:
+    return position(location.line, location.col, location.cell)
 
 
 def format_text(
@@ -40,7 +51,7 @@ def format_text(
         if result.error is not None:
             error = result.error
             lines.append(
-                f"{paint(result.path, BOLD)}:{error.line}:{error.col}: "
+                f"{paint(result.path, BOLD)}:{position(error.line, error.col, error.cell)}: "
                 f"{paint(ERROR_CODE, RED)} {error.message}"
             )
         source = (sources or {}).get(result.path)
@@ -52,13 +63,12 @@ def format_text(
 
 def _finding_lines(path: str, finding: Finding, paint: Painter, source: Sequence[str] | None) -> list[str]:
     where = finding.location
-    lines = [f"{paint(path, BOLD)}:{where.line}:{where.col}: {paint(finding.code, RED)} {finding.message}"]
-    if source is not None and 0 < where.line <= len(source):
+    lines = [f"{paint(path, BOLD)}:{location_text(where)}: {paint(finding.code, RED)} {finding.message}"]
+    if source is not None and where.cell is None and 0 < where.line <= len(source):
         lines.extend(_snippet(source[where.line - 1], finding, paint))
     for related in finding.related:
         lines.append(
-            f"    {path}:{related.location.line}:{related.location.col}: "
-            f"{paint('note', CYAN)}: {related.message}"
+            f"    {path}:{location_text(related.location)}: {paint('note', CYAN)}: {related.message}"
         )
     return lines
 
@@ -84,12 +94,15 @@ def format_json(results: Sequence[FileResult]) -> str:
         for finding in ordered_findings(result)
     ]
     errors = [
-        {
-            "path": result.path,
-            "line": result.error.line,
-            "col": result.error.col,
-            "message": result.error.message,
-        }
+        _with_cell(
+            {
+                "path": result.path,
+                "line": result.error.line,
+                "col": result.error.col,
+                "message": result.error.message,
+            },
+            result.error.cell,
+        )
         for result in ordered(results)
         if result.error is not None
     ]
@@ -99,7 +112,7 @@ def format_json(results: Sequence[FileResult]) -> str:
 
 def _finding_json(path: str, finding: Finding) -> dict:
     where = finding.location
-    return {
+    document = {
         "path": path,
         "line": where.line,
         "col": where.col,
@@ -109,6 +122,15 @@ def _finding_json(path: str, finding: Finding) -> dict:
         "name": finding.name,
         "message": finding.message,
         "related": [
-            {"line": r.location.line, "col": r.location.col, "message": r.message} for r in finding.related
+            _with_cell(
+                {"line": r.location.line, "col": r.location.col, "message": r.message}, r.location.cell
+            )
+            for r in finding.related
         ],
     }
+    return _with_cell(document, where.cell)
+
+
+def _with_cell(document: dict, cell: int | None) -> dict:
+    """Notebook locations add `"cell"` (1-based code cell); `line` stays the line in that cell."""
+    return document if cell is None else {**document, "cell": cell}

@@ -1,0 +1,286 @@
+"""Notebooks: code cells checked as one program, findings named by code cell and line in the cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gradlint import cli
+from gradlint.checker import SourceError
+from gradlint.notebooks import check_notebook, python_lines
+
+
+def notebook(*cells: tuple[str, str], language: str = "python") -> str:
+    """nbformat 4 JSON; each cell is (cell_type, source), stored as a list of lines as Jupyter does."""
+    return json.dumps(
+        {
+            "nbformat": 4,
+            "nbformat_minor": 5,
+            "metadata": {"language_info": {"name": language}},
+            "cells": [
+                {
+                    "cell_type": kind,
+                    "metadata": {},
+                    "source": source.splitlines(keepends=True),
+                    **({"outputs": [], "execution_count": None} if kind == "code" else {}),
+                }
+                for kind, source in cells
+            ],
+        },
+        indent=1,
+    )
+
+
+def code(source: str) -> tuple[str, str]:
+    return ("code", source)
+
+
+def markdown(source: str) -> tuple[str, str]:
+    return ("markdown", source)
+
+
+SETUP = """\
+import torch
+model = torch.nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(4)]
+"""
+
+# The myth, as a tutorial notebook teaches it: clear once per epoch in its own cell, run the batch
+# loop cell after it, "PyTorch resets the gradients per batch" (it does not).
+MYTH_NOTEBOOK = notebook(
+    markdown("# Training\nWe clear gradients once per epoch; PyTorch resets them per batch."),
+    code("%matplotlib inline\n!pip install torch\n" + SETUP),
+    markdown("Start of the epoch: clear the gradients."),
+    code("epoch = 0\n# once per epoch is enough\noptimizer.zero_grad()\n"),
+    markdown("Now the batches."),
+    code(
+        "for x, y in loader:\n"
+        "    loss = torch.nn.functional.mse_loss(model(x), y)\n"
+        "    loss.backward()\n"
+        "    optimizer.step()\n"
+    ),
+)
+
+
+def myth_notebook_with_epoch_loop_around_cells() -> str:
+    """The myth in one cell under `%%time`: the clear per epoch, the step per batch."""
+    return notebook(
+        markdown(
+            "# Training\nClearing once per epoch is enough: PyTorch resets gradients per batch (it does not)."
+        ),
+        code("%matplotlib inline\n!pip install torch\n" + SETUP),
+        markdown("The loop: clear at the start of each epoch, then the batches."),
+        code(
+            "%%time\n"
+            "for epoch in range(3):\n"
+            "    optimizer.zero_grad()\n"
+            "    for x, y in loader:\n"
+            "        loss = torch.nn.functional.mse_loss(model(x), y)\n"
+            "        loss.backward()\n"
+            "        optimizer.step()\n"
+        ),
+    )
+
+
+def gradlint(capsys, *args: str) -> tuple[int, str, str]:
+    exit_code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return exit_code, out, err
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+# --- the zero_grad myth, split over cells ------------------------------------------------------------
+
+
+def test_clear_once_per_epoch_in_a_cell_before_the_batch_loop_cell(tmp_path, capsys):
+    """The clear in code cell 2 runs once; the batch loop in code cell 3 steps every batch."""
+    path = write(tmp_path, "myth.ipynb", MYTH_NOTEBOOK)
+    exit_code, out, err = gradlint(capsys, "check", path)
+    assert exit_code == 1, out + err
+    first = out.splitlines()[0]
+    # code cells: 1 = setup, 2 = the clear (line 3, column 1), 3 = the batch loop
+    assert first.startswith(f"{path}:cell 2:3:1: GL101 "), out
+    assert f"    {path}:cell 3:4:5: note: " in out  # the step it starves, in the next code cell
+    # Lines named in the message are lines of cells too, not of the cells joined together.
+    assert "`optimizer.step()` at line 4 of cell 3 " in first
+    assert "`for x, y in loader` (line 1 of cell 3)" in first
+
+
+def test_myth_notebook_json_names_the_cell_and_keeps_line_in_cell(tmp_path, capsys):
+    path = write(tmp_path, "myth.ipynb", myth_notebook_with_epoch_loop_around_cells())
+    exit_code, out, _ = gradlint(capsys, "check", "--format", "json", path)
+    assert exit_code == 1
+    (finding,) = json.loads(out)["findings"]
+    assert (finding["code"], finding["cell"], finding["line"], finding["col"]) == ("GL101", 2, 3, 5)
+    assert (finding["end_line"], finding["end_col"]) == (3, 26)
+    assert finding["related"] == [
+        {"line": 7, "col": 9, "message": finding["related"][0]["message"], "cell": 2}
+    ]
+
+
+def test_python_file_findings_have_no_cell(tmp_path, capsys):
+    path = write(
+        tmp_path,
+        "train.py",
+        SETUP + "optimizer.zero_grad()\nfor x, y in loader:\n"
+        "    model(x).sum().backward()\n    optimizer.step()\n",
+    )
+    _, out, _ = gradlint(capsys, "check", "--format", "json", path)
+    (finding,) = json.loads(out)["findings"]
+    assert "cell" not in finding and "cell" not in finding["related"][0]
+
+
+def test_clean_notebook_exits_0(tmp_path, capsys):
+    clean = notebook(
+        code(SETUP),
+        code(
+            "for x, y in loader:\n    optimizer.zero_grad()\n    model(x).sum().backward()\n"
+            "    optimizer.step()\n"
+        ),
+    )
+    assert gradlint(capsys, "check", write(tmp_path, "clean.ipynb", clean)) == (0, "", "")
+
+
+def test_noqa_works_in_a_cell(tmp_path, capsys):
+    silenced = notebook(
+        code(SETUP),
+        code(
+            "optimizer.zero_grad()  # noqa: GL101\nfor x, y in loader:\n"
+            "    model(x).sum().backward()\n    optimizer.step()\n"
+        ),
+    )
+    assert gradlint(capsys, "check", write(tmp_path, "quiet.ipynb", silenced)) == (0, "", "")
+
+
+def test_markdown_and_raw_cells_do_not_count(tmp_path):
+    text = notebook(
+        markdown("optimizer.zero_grad()"),
+        ("raw", "nothing"),
+        code(SETUP),
+        markdown("text"),
+        code(
+            "optimizer.zero_grad()\nfor x, y in loader:\n    model(x).sum().backward()\n"
+            "    optimizer.step()\n"
+        ),
+    )
+    (finding,) = check_notebook(text)
+    assert (finding.location.cell, finding.location.line) == (2, 1)
+
+
+# --- IPython syntax keeps line numbers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "magic",
+    [
+        "%time x = 1",
+        "%matplotlib inline",
+        "!pip install torch",
+        "?optimizer",
+        "optimizer?",
+        "torch.optim.SGD??",
+        "files = !ls",
+        "get_ipython().run_line_magic('time', '')",
+        "!pip install \\\n    torch",
+    ],
+)
+def test_magics_do_not_break_parsing_and_lines_stay_put(magic):
+    lines = magic.count("\n") + 1
+    text = notebook(
+        code(SETUP),
+        code(
+            magic + "\noptimizer.zero_grad()\nfor x, y in loader:\n"
+            "    model(x).sum().backward()\n    optimizer.step()\n"
+        ),
+    )
+    (finding,) = check_notebook(text)
+    assert (finding.location.cell, finding.location.line) == (2, lines + 1)
+
+
+def test_indented_line_magic_keeps_its_block():
+    assert python_lines("for i in range(3):\n    %time f(i)\n") == ("for i in range(3):", "    pass")
+
+
+def test_cell_that_is_plain_python_is_left_alone():
+    # A line starting with `%` inside brackets is a modulo, not a magic.
+    assert python_lines("x = (10\n% 3)\n") == ("x = (10", "% 3)")
+
+
+@pytest.mark.parametrize("magic", ["%%time", "%%timeit -n 1", "%%capture out"])
+def test_cell_magics_that_run_python_keep_their_body(magic):
+    text = notebook(
+        code(SETUP),
+        code(
+            f"{magic}\noptimizer.zero_grad()\nfor x, y in loader:\n"
+            "    model(x).sum().backward()\n    optimizer.step()\n"
+        ),
+    )
+    (finding,) = check_notebook(text)
+    assert (finding.location.cell, finding.location.line) == (2, 2)
+
+
+@pytest.mark.parametrize("magic", ["%%bash", "%%writefile train.py", "%%html"])
+def test_other_cell_magics_are_skipped(magic):
+    text = notebook(
+        code(SETUP),
+        code(
+            f"{magic}\noptimizer.zero_grad()\nfor x, y in loader:\n"
+            "    model(x).sum().backward()\n    optimizer.step()\n"
+        ),
+        code("this is not python ((("),
+    )
+    with pytest.raises(SourceError) as error:
+        check_notebook(text)
+    assert (error.value.cell, error.value.line) == (3, 1)
+    assert check_notebook(notebook(code(SETUP), code(f"{magic}\noptimizer.zero_grad()\n"))) == []
+
+
+# --- what is not a checkable notebook ------------------------------------------------------------
+
+
+def test_invalid_json_is_a_one_line_gl000_naming_the_file(tmp_path, capsys):
+    path = write(tmp_path, "broken.ipynb", '{"cells": [')
+    exit_code, out, err = gradlint(capsys, "check", path)
+    assert exit_code == 2
+    assert len(out.splitlines()) == 1 and out.startswith(f"{path}:") and " GL000 " in out
+    assert "invalid JSON" in out and "Traceback" not in out + err
+
+
+def test_syntax_error_names_the_cell_and_line_in_cell(tmp_path, capsys):
+    path = write(tmp_path, "typo.ipynb", notebook(code(SETUP), code("x = 1\ndef train(:\n    pass\n")))
+    exit_code, out, _ = gradlint(capsys, "check", path)
+    assert exit_code == 2
+    assert out.startswith(f"{path}:cell 2:2:11: GL000 cannot parse: "), out
+    _, out, _ = gradlint(capsys, "check", "--format", "json", path)
+    (error,) = json.loads(out)["errors"]
+    assert (error["cell"], error["line"], error["col"]) == (2, 2, 11)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        notebook(),
+        notebook(markdown("# only prose")),
+        notebook(code(SETUP + "optimizer.zero_grad()\n"), language="R"),
+    ],
+)
+def test_no_code_cells_means_no_findings(tmp_path, capsys, text):
+    assert gradlint(capsys, "check", write(tmp_path, "empty.ipynb", text)) == (0, "", "")
+
+
+def test_directories_are_searched_for_notebooks(tmp_path, capsys):
+    write(tmp_path, "nbs/myth.ipynb", MYTH_NOTEBOOK)
+    write(tmp_path, "nbs/.ipynb_checkpoints/myth-checkpoint.ipynb", MYTH_NOTEBOOK)
+    exit_code, out, _ = gradlint(capsys, "check", str(tmp_path))
+    assert exit_code == 1
+    reported = {line.split(":", 1)[0] for line in out.splitlines() if not line.startswith(" ")}
+    assert reported == {str(tmp_path / "nbs" / "myth.ipynb")}
