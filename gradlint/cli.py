@@ -12,6 +12,7 @@ from gradlint.checker import FileResult, SourceError, check_source
 from gradlint.files import display_name, expand_paths, read_source
 from gradlint.notebooks import check_notebook, is_notebook
 from gradlint.report import format_json, format_text
+from gradlint.ruledocs import all_rules, find_rule, rule_markdown, rules_table_text
 from gradlint.rules import UnknownCodeError, resolve_codes
 
 EXIT_CLEAN = 0
@@ -20,7 +21,13 @@ EXIT_ERROR = 2  # bad usage, or a file that could not be checked: its bugs went 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_check(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.command == "rules":
+        write_report(rules_table_text(all_rules()))
+        return EXIT_CLEAN
+    if args.command == "explain":
+        return explain(args.code)
+    return run_check(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ignore", type=code_list, help="leave out these codes or prefixes")
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+    commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
+    explain = commands.add_parser("explain", help="a rule's full documentation")
+    explain.add_argument("code", metavar="CODE", help="a rule code such as GL101, or its name")
     return parser
+
+
+def explain(code: str) -> int:
+    try:
+        rule = find_rule(code)
+    except UnknownCodeError as error:
+        print(f"gradlint: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    write_report(rule_markdown(rule))
+    return EXIT_CLEAN
 
 
 def code_list(value: str) -> list[str]:
