@@ -135,3 +135,44 @@ def test_explain_prints_the_committed_page(capsys):
     for code in CODES:
         _, out, _ = gradlint(capsys, "explain", code)
         assert out == (DOCS / "rules" / f"{code}.md").read_text(encoding="utf-8")
+
+
+# --- the site ------------------------------------------------------------------------------------
+
+
+def test_every_page_is_in_the_mkdocs_nav():
+    yaml = pytest.importorskip("yaml", reason="PyYAML comes with mkdocs; without it the nav cannot be read")
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+
+    def pages(entries):
+        for entry in entries:
+            for value in entry.values():
+                yield from pages(value) if isinstance(value, list) else [value]
+
+    listed = set(pages(nav))
+    on_disk = {path.relative_to(DOCS).as_posix() for path in DOCS.rglob("*.md")}
+    assert listed == on_disk
+
+
+def test_docs_build_as_a_site_with_mkdocs_strict(tmp_path):
+    if importlib.util.find_spec("mkdocs") is None:
+        pytest.skip("mkdocs is not installed (it is in the `test` extra: pip install -e '.[test]')")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for page in ("index.html", "notebooks/index.html", "rules/GL101/index.html"):
+        assert (tmp_path / "site" / page).is_file()
