@@ -244,6 +244,23 @@ def test_other_cell_magics_are_skipped(magic):
     assert check_notebook(notebook(code(SETUP), code(f"{magic}\noptimizer.zero_grad()\n"))) == []
 
 
+def test_cell_source_may_be_one_string_and_use_crlf():
+    text = json.loads(notebook(code(SETUP)))
+    text["cells"].append(
+        {
+            "cell_type": "code",
+            "source": "x = 1\r\noptimizer.zero_grad()\r\nfor x, y in loader:\r\n"
+            "    model(x).sum().backward()\r\n    optimizer.step()",
+        }
+    )
+    (finding,) = check_notebook(json.dumps(text))
+    assert (finding.location.cell, finding.location.line) == (2, 2)
+
+
+def test_form_feed_and_line_separator_inside_a_line_do_not_split_it():
+    assert python_lines("s = 'a\u2028b'\n\x0cx = 1\n") == ("s = 'a\u2028b'", "\x0cx = 1")
+
+
 # --- what is not a checkable notebook ------------------------------------------------------------
 
 
@@ -253,6 +270,14 @@ def test_invalid_json_is_a_one_line_gl000_naming_the_file(tmp_path, capsys):
     assert exit_code == 2
     assert len(out.splitlines()) == 1 and out.startswith(f"{path}:") and " GL000 " in out
     assert "invalid JSON" in out and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"worksheets": []}', '{"cells": 3}'])
+def test_json_that_is_not_a_notebook_is_a_gl000(tmp_path, capsys, text):
+    path = write(tmp_path, "odd.ipynb", text)
+    exit_code, out, _ = gradlint(capsys, "check", path)
+    assert exit_code == 2
+    assert out.startswith(f"{path}:1:1: GL000 cannot parse notebook: ") and len(out.splitlines()) == 1
 
 
 def test_syntax_error_names_the_cell_and_line_in_cell(tmp_path, capsys):
