@@ -42,7 +42,10 @@ RULE = Rule(
         "optimizer already applied; the evidence names the step, how many backward passes it summed and "
         "how many of them were stale."
     ),
-    references=("https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",),
+    references=(
+        "https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",
+        "https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html",
+    ),
     fixable=True,
     valid=(
         "for x, y in loader:\n"

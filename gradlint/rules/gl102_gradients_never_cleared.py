@@ -33,6 +33,11 @@ RULE = Rule(
         "Confirmed when a step applies gradients from a backward pass that an earlier step of the same "
         "optimizer already applied."
     ),
+    references=(
+        "https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",
+        "https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html",
+        "https://pytorch.org/docs/stable/generated/torch.Tensor.backward.html",
+    ),
     fixable=True,
     valid=(
         "for x, y in loader:\n"

@@ -39,6 +39,10 @@ RULE = Rule(
         "Confirmed when a clear wipes gradients of a backward pass that no step used, and a step of that "
         "optimizer follows; the evidence lists the discarded backward passes and the step that missed them."
     ),
+    references=(
+        "https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",
+        "https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-accumulation",
+    ),
     fixable=True,
     valid=(
         "for i, (x, y) in enumerate(loader):\n"

@@ -36,6 +36,10 @@ RULE = Rule(
         "Confirmed when backward passes ran, no step touched those parameters within the budget, and "
         "the parameters did not change."
     ),
+    references=(
+        "https://pytorch.org/docs/stable/optim.html#taking-an-optimization-step",
+        "https://pytorch.org/docs/stable/generated/torch.Tensor.backward.html",
+    ),
     fixable=False,
     valid=(
         "def accumulate(model, loader, optimizer):\n"

@@ -42,6 +42,10 @@ RULE = Rule(
         "Confirmed when a step sums k > 1 backward passes and the losses were not scaled by about 1/k, "
         "read from the loss's autograd graph."
     ),
+    references=(
+        "https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-accumulation",
+        "https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation",
+    ),
     fixable=True,
     valid=(
         "for i, (x, y) in enumerate(loader):\n"
