@@ -9,15 +9,18 @@ from collections.abc import Iterable, Sequence
 
 from gradlint import __version__
 from gradlint.checker import FileResult, SourceError, check_source
-from gradlint.files import display_name, expand_paths, read_source
+from gradlint.config import ConfigError, Selection, discover
+from gradlint.files import STDIN, display_name, expand_paths, read_source
 from gradlint.notebooks import check_notebook, is_notebook
-from gradlint.report import format_json, format_text
+from gradlint.report import format_github, format_json, format_statistics, format_summary, format_text
 from gradlint.ruledocs import all_rules, find_rule, rule_markdown, rules_table_text
-from gradlint.rules import UnknownCodeError, resolve_codes
+from gradlint.rules import UnknownCodeError
+from gradlint.sarif import format_sarif
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2  # bad usage, or a file that could not be checked: its bugs went unseen
+DOCUMENT_FORMATS = ("json", "sarif")  # one document: nothing may be printed before or after it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", metavar="PATH", help="files, directories, or - for stdin")
     check.add_argument("--select", type=code_list, help="only these codes or prefixes, comma-separated")
     check.add_argument("--ignore", type=code_list, help="leave out these codes or prefixes")
-    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--extend-select", type=code_list, help="add these codes or prefixes")
+    check.add_argument("--config", metavar="FILE", help="use [tool.gradlint] from FILE, not the nearest one")
+    check.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text")
+    check.add_argument("--output-file", metavar="FILE", help="write the report to FILE, not standard output")
+    check.add_argument("--statistics", action="store_true", help="after the findings, a count of each code")
+    check.add_argument(
+        "--quiet", action="store_true", help="no line per finding: files not checked and a count only"
+    )
     check.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
     explain = commands.add_parser("explain", help="a rule's full documentation")
@@ -64,13 +74,27 @@ def code_list(value: str) -> list[str]:
 
 def run_check(args: argparse.Namespace) -> int:
     try:
-        codes = resolve_codes(select=args.select, ignore=args.ignore)
-    except UnknownCodeError as error:
+        if args.format in DOCUMENT_FORMATS and (args.quiet or args.statistics):
+            raise ConfigError(f"--quiet and --statistics do not apply to --format {args.format}")
+        config = discover(args.paths, args.config)
+        # The command line is the last layer: its --select replaces the config's selection.
+        command_line = Selection(
+            tuple(args.select) if args.select is not None else None,
+            tuple(args.ignore or ()),
+            tuple(args.extend_select or ()),
+        )
+        codes = command_line.apply(config.selection.apply(None))
+    except (ConfigError, UnknownCodeError) as error:
         print(f"gradlint: error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    checked = [check_path(path, codes) for path in expand_paths(args.paths)]
+    checked = [
+        check_path(path, config.codes_for(None if path == STDIN else path, codes))
+        for path in expand_paths(args.paths, config.exclude)
+    ]
     results = [result for result, _ in checked]
-    write_report(render(args, results, {result.path: text for result, text in checked if text}))
+    report = render(args, results, {result.path: text for result, text in checked if text})
+    if not write_report(report, args.output_file):
+        return EXIT_ERROR
     return exit_code(results)
 
 
@@ -95,18 +119,37 @@ def check_path(path: str, codes: Iterable[str]) -> tuple[FileResult, str]:
 def render(args: argparse.Namespace, results: list[FileResult], sources: dict[str, str]) -> str:
     if args.format == "json":
         return format_json(results)
-    on_terminal = sys.stdout.isatty()
-    color = on_terminal and not args.no_color and not os.environ.get("NO_COLOR")  # see no-color.org
-    return format_text(results, color=color, sources=sources if on_terminal else None)
+    if args.format == "sarif":
+        return format_sarif(results)
+    # --quiet: the files that could not be checked are still named (their bugs went unseen), then a count.
+    shown = [FileResult(result.path, error=result.error) for result in results] if args.quiet else results
+    if args.format == "github":
+        report = format_github(shown)
+    else:
+        on_terminal = args.output_file is None and sys.stdout.isatty()
+        color = on_terminal and not args.no_color and not os.environ.get("NO_COLOR")  # see no-color.org
+        report = format_text(shown, color=color, sources=sources if on_terminal else None)
+    summary = format_summary(results) if args.quiet else ""
+    return report + summary + (format_statistics(results) if args.statistics else "")
 
 
-def write_report(report: str) -> None:
+def write_report(report: str, output_file: str | None = None) -> bool:
+    """False, after saying why, when `output_file` cannot be written."""
+    if output_file is not None:
+        try:
+            with open(output_file, "w", encoding="utf-8") as file:
+                file.write(report)
+        except OSError as error:
+            print(f"gradlint: error: cannot write {output_file}: {error.strerror or error}", file=sys.stderr)
+            return False
+        return True
     try:
         sys.stdout.write(report)
         sys.stdout.flush()
     except BrokenPipeError:
         # `gradlint check . | head` stopped reading; the exit code still tells the outcome.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True
 
 
 def exit_code(results: Sequence[FileResult]) -> int:

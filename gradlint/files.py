@@ -8,42 +8,57 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from gradlint.checker import SourceError, decode_source
+from gradlint.globs import PatternSet, enclosing_gitignores, ignored, pattern_set, read_gitignore
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
-# Directories that hold other people's code or generated files; checking them is slow and noisy.
-SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages"})
+# Hidden directories and those that hold other people's code or generated files: checking them is
+# slow and noisy. A config's `exclude` replaces this list, `extend-exclude` adds to it.
+DEFAULT_EXCLUDE = (".*", "__pycache__", "node_modules", "site-packages")
 SOURCE_SUFFIXES = (".py", ".ipynb")  # `.ipynb_checkpoints` copies are skipped as a hidden directory
 
 
-def expand_paths(paths: Iterable[str]) -> list[str]:
+def expand_paths(paths: Iterable[str], exclude: PatternSet | None = None) -> list[str]:
     """Files as named, directories searched for `*.py` and `*.ipynb`; each path once, in a stable order."""
+    # `exclude` and `.gitignore` apply to what walking a directory finds, not to files named directly.
+    exclude = exclude if exclude is not None else pattern_set(os.curdir, DEFAULT_EXCLUDE)
     expanded: dict[str, None] = {}
     for path in paths:
         if path != STDIN and os.path.isdir(path):
-            expanded.update(dict.fromkeys(sorted(python_files_under(path))))
+            expanded.update(dict.fromkeys(sorted(python_files_under(path, exclude))))
         else:
             # A missing path is kept: reading it gives the user a one-line error naming it.
             expanded[path] = None
     return list(expanded)
 
 
-def python_files_under(directory: str) -> Iterator[str]:
+def python_files_under(directory: str, exclude: PatternSet) -> Iterator[str]:
+    gitignores = {directory: with_gitignore_of(directory, enclosing_gitignores(directory))}
     # followlinks=False: a symlinked directory is not entered, so a link back up cannot loop forever.
     for root, directories, files in os.walk(directory, followlinks=False):
-        directories[:] = [d for d in directories if not is_skipped_directory(os.path.join(root, d))]
+        rules = gitignores.pop(root)
+        directories[:] = [
+            d for d in directories if not is_skipped(os.path.join(root, d), True, exclude, rules)
+        ]
+        for name in directories:
+            gitignores[os.path.join(root, name)] = with_gitignore_of(os.path.join(root, name), rules)
         for name in files:
             path = os.path.normpath(os.path.join(root, name))  # `check .` shows `a.py`, not `./a.py`
             # A FIFO or socket named *.py would block or fail on read; only plain files are sources.
             if name.endswith(SOURCE_SUFFIXES) and os.path.isfile(path):
-                yield path
+                if not is_skipped(path, False, exclude, rules):
+                    yield path
 
 
-def is_skipped_directory(path: str) -> bool:
-    name = os.path.basename(path)
-    if name.startswith(".") or name in SKIPPED_DIRECTORIES:
+def with_gitignore_of(directory: str, outer: list[PatternSet]) -> list[PatternSet]:
+    own = read_gitignore(directory)
+    return outer if own is None else [*outer, own]
+
+
+def is_skipped(path: str, is_dir: bool, exclude: PatternSet, gitignores: list[PatternSet]) -> bool:
+    if exclude.decides(path, is_dir) or ignored(path, is_dir, gitignores):
         return True
-    return os.path.isfile(os.path.join(path, "pyvenv.cfg"))  # a virtualenv, whatever it is called
+    return is_dir and os.path.isfile(os.path.join(path, "pyvenv.cfg"))  # a virtualenv, whatever its name
 
 
 def display_name(path: str) -> str:

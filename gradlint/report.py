@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from gradlint.checker import FileResult
@@ -134,3 +135,65 @@ def _finding_json(path: str, finding: Finding) -> dict:
 def _with_cell(document: dict, cell: int | None) -> dict:
     """Notebook locations add `"cell"` (1-based code cell); `line` stays the line in that cell."""
     return document if cell is None else {**document, "cell": cell}
+
+
+def format_github(results: Sequence[FileResult]) -> str:
+    """GitHub Actions workflow commands: each finding becomes an annotation on the pull request's diff."""
+    lines = []
+    for result in ordered(results):
+        if result.error is not None:
+            error = result.error
+            where = Location(error.line, error.col, error.line, error.col, error.cell)
+            lines.append(_github_command(result.path, where, f"{ERROR_CODE} not checked", error.message))
+        for finding in ordered_findings(result):
+            notes = "".join(
+                f"\n{result.path}:{location_text(r.location)}: note: {r.message}" for r in finding.related
+            )
+            title = f"{finding.code} {finding.name}"
+            lines.append(_github_command(result.path, finding.location, title, finding.message + notes))
+    return "".join(line + "\n" for line in lines)
+
+
+def _github_command(path: str, where: Location, title: str, message: str) -> str:
+    properties = {"file": path}
+    if where.cell is None:  # a notebook cell's lines are not lines of the .ipynb file GitHub shows
+        properties |= {
+            "line": str(where.line),
+            "col": str(where.col),
+            "endLine": str(where.end_line),
+            "endColumn": str(where.end_col),
+        }
+    else:
+        message = f"{location_text(where)}: {message}"
+    properties["title"] = title
+    fields = ",".join(f"{key}={_github_escape(value, property=True)}" for key, value in properties.items())
+    return f"::error {fields}::{_github_escape(message)}"
+
+
+def _github_escape(text: str, property: bool = False) -> str:
+    """Workflow commands end at a newline and split properties on `,` and `:`; `%` escapes them all."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if property else text
+
+
+def format_statistics(results: Sequence[FileResult]) -> str:
+    """How many of each code, most frequent first: `3  GL101  clear-less-often-than-step`."""
+    counts = Counter((finding.code, finding.name) for result in results for finding in result.findings)
+    counts[(ERROR_CODE, "not-checked")] += sum(1 for result in results if result.error is not None)
+    counts = +counts  # drops the zero count when every file could be checked
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    width = max((len(str(count)) for count in counts.values()), default=0)
+    return "".join(f"{count:>{width}}  {code}  {name}\n" for (code, name), count in rows)
+
+
+def format_summary(results: Sequence[FileResult]) -> str:
+    """One line for `--quiet`: how many findings in how many files; nothing when there are none."""
+    findings = sum(len(result.findings) for result in results)
+    if not findings:
+        return ""
+    files = sum(1 for result in results if result.findings)
+    return f"{_plural(findings, 'finding')} in {_plural(files, 'file')}\n"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
