@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gradlint.files import DEFAULT_EXCLUDE
@@ -50,7 +50,7 @@ class Config:
     path: str | None = None  # the file it was read from; None when there is none
     selection: Selection = Selection()
     per_file_ignores: tuple[tuple[PatternSet, frozenset[str]], ...] = ()
-    exclude: PatternSet = field(default_factory=lambda: pattern_set(os.curdir, DEFAULT_EXCLUDE))
+    exclude: PatternSet | None = None  # None: the default list (files.DEFAULT_EXCLUDE)
 
     def codes_for(self, path: str | None, codes: set[str]) -> set[str]:
         """`codes` less those `per-file-ignores` drops for `path` (None: standard input, no path)."""
