@@ -73,9 +73,11 @@ def code_list(value: str) -> list[str]:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if args.format in DOCUMENT_FORMATS and (args.quiet or args.statistics):
+        message = f"--quiet and --statistics do not apply to --format {args.format}"
+        print(f"gradlint: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
     try:
-        if args.format in DOCUMENT_FORMATS and (args.quiet or args.statistics):
-            raise ConfigError(f"--quiet and --statistics do not apply to --format {args.format}")
         config = discover(args.paths, args.config)
         # The command line is the last layer: its --select replaces the config's selection.
         command_line = Selection(
