@@ -15,6 +15,7 @@ from gradlint.notebooks import check_notebook, is_notebook
 from gradlint.report import format_github, format_json, format_statistics, format_summary, format_text
 from gradlint.ruledocs import all_rules, find_rule, rule_markdown, rules_table_text
 from gradlint.rules import UnknownCodeError
+from gradlint.runtime import run as runtime_run
 from gradlint.sarif import format_sarif
 
 EXIT_CLEAN = 0
@@ -30,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CLEAN
     if args.command == "explain":
         return explain(args.code)
+    if args.command == "run":
+        return runtime_run.main(args)
     return run_check(args)
 
 
@@ -55,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
     explain = commands.add_parser("explain", help="a rule's full documentation")
     explain.add_argument("code", metavar="CODE", help="a rule code such as GL101, or its name")
+    runtime_run.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,519 @@
+"""Watch gradient events as a program runs: which backward passes sit in each parameter's `.grad`.
+
+`Tracer` patches the few torch entry points that have no hook (`torch.autograd.backward`, the
+`zero_grad`s, GradScaler) and registers the global optimizer step hooks; for every parameter of
+every optimizer it keeps a ledger of the backward passes summed in its `.grad`. A step then knows
+exactly which backward passes it applies and which an earlier step of the same optimizer already
+applied; a clear knows which it throws away unused. Everything is undone on exit, whatever ends
+the block. Facts this relies on: /shared/spec/RUNTIME.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import torch
+
+import gradlint
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_GRADLINT_DIR = os.path.dirname(gradlint.__file__) + os.sep
+_STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+MAX_STACK = 32
+
+
+@dataclass(frozen=True)
+class Site:
+    """A line of the user's code on the stack when an event happened."""
+
+    path: str
+    line: int
+
+
+@dataclass
+class BackwardRecord:
+    id: int
+    index: int  # position among all events, for ordering
+    sites: tuple[Site, ...]  # innermost user frame first
+    scale: float  # product of the constant divisions/multiplications on the loss (AMP's scale left out)
+    forward: int  # backward passes through one forward pass (retain_graph) share this number
+    retain_graph: bool
+    in_step_of: int | None = None  # the optimizer whose closure step ran it
+
+
+@dataclass
+class StepRecord:
+    index: int
+    optimizer: int
+    sites: tuple[Site, ...]
+    applied: frozenset[int]  # backward passes whose gradients it used (a closure's included)
+    summed: frozenset[int]  # backward passes summed in .grad when it applied it
+    stale: frozenset[int]  # of those, the ones an earlier step of this optimizer already applied
+    params: int
+    params_without_grad: int
+    grads_modified: bool  # gradients changed in place since backward (p.grad.div_(n), hooks)
+    closure: bool
+
+
+@dataclass
+class ClearRecord:
+    index: int
+    sites: tuple[Site, ...]  # empty when noticed afterwards (p.grad = None, p.grad.zero_())
+    how: str
+    optimizers: frozenset[int]  # whose parameters it cleared
+    cleared: frozenset[int]  # backward passes in the cleared gradients that no step had applied yet
+    nonfinite: bool = False  # some of those gradients held inf/NaN: discarding them is deliberate
+
+
+@dataclass
+class ScalerRecord:
+    index: int
+    sites: tuple[Site, ...]
+    action: str  # "skipped step" (inf/NaN), "update"
+    optimizer: int | None
+
+
+@dataclass
+class Trace:
+    backwards: dict[int, BackwardRecord] = field(default_factory=dict)
+    steps: list[StepRecord] = field(default_factory=list)
+    clears: list[ClearRecord] = field(default_factory=list)
+    scaler_events: list[ScalerRecord] = field(default_factory=list)
+    optimizers: dict[int, str] = field(default_factory=dict)  # serial -> class name
+    applied_by: dict[int, set[int]] = field(default_factory=dict)  # backward id -> optimizers
+    touched: set[int] = field(default_factory=set)  # backward passes that reached an optimizer's params
+
+    def steps_of(self, optimizer: int) -> list[StepRecord]:
+        return [step for step in self.steps if step.optimizer == optimizer]
+
+
+@dataclass(eq=False)
+class _ParamState:
+    param: torch.Tensor
+    owners: set[int]
+    ids: set[int] = field(default_factory=set)  # backward passes summed in .grad
+    grad_id: int | None = None  # which .grad tensor, and its version, when we last looked
+    version: int = -1
+    modified: bool = False
+
+    def remember_grad(self) -> None:
+        grad = self.param.grad
+        self.grad_id = None if grad is None else id(grad)
+        self.version = -1 if grad is None else grad._version
+
+
+_disable: Callable[[Callable[..., Any]], Callable[..., Any]] = getattr(
+    getattr(torch, "compiler", None), "disable", lambda fn: fn
+)
+
+
+def user_sites(frame: FrameType | None) -> tuple[Site, ...]:
+    """The user's frames, innermost first: not torch, not gradlint, not the standard library."""
+    sites: list[Site] = []
+    while frame is not None and len(sites) < MAX_STACK:
+        path = frame.f_code.co_filename
+        if not (
+            path.startswith((_TORCH_DIR, _GRADLINT_DIR, "<frozen"))
+            or (path.startswith(_STDLIB_DIR) and "-packages" not in path)
+        ):
+            sites.append(Site(path, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(sites)
+
+
+def loss_scale(tensor: Any, amp_scales: set[int]) -> float:
+    """The constant the loss was divided or multiplied by, read from its graph's root chain.
+
+    `loss / 4` is a DivBackward0 saving 4; `loss * 0.25` a MulBackward0 saving 0.25; AMP's
+    `scaler.scale(loss)` a MulBackward0 whose saved tensor is the scaler's own (left out)."""
+    factor = 1.0
+    node: Any = getattr(tensor, "grad_fn", None)
+    for _ in range(16):
+        name = type(node).__name__
+        if node is None or name not in ("DivBackward0", "MulBackward0"):
+            break
+        other = getattr(node, "_saved_other", None)
+        inputs = node.next_functions
+        if len(inputs) > 1 and inputs[1][0] is not None:
+            break  # the divisor is computed by the graph too: not a constant scale
+        if isinstance(other, torch.Tensor):
+            if other.numel() != 1:
+                break
+            if other.data_ptr() not in amp_scales:
+                value = float(other)
+                factor = factor / value if name == "DivBackward0" else factor * value
+        elif isinstance(other, (int, float)):
+            factor = factor / other if name == "DivBackward0" else factor * other
+        else:
+            break
+        node = inputs[0][0]
+    return factor
+
+
+class Tracer:
+    """`with Tracer() as tracer: train()`; then `tracer.trace` holds what happened.
+
+    `on_step(record)` runs after each optimizer step; an exception it raises stops the program
+    there (the runner uses this for --max-steps)."""
+
+    def __init__(self, on_step: Callable[[StepRecord], None] | None = None) -> None:
+        self.trace = Trace()
+        self.on_step = on_step
+        self._undo: list[Callable[[], None]] = []
+        self._clock = itertools.count()
+        self._backward_ids = itertools.count(1)
+        self._forward_ids = itertools.count(1)
+        self._optimizers: dict[int, tuple[int, Any]] = {}  # id(opt) -> (serial, opt)
+        self._params: dict[int, _ParamState] = {}  # id(param) -> state
+        self._states_by_opt: dict[int, list[_ParamState]] = {}
+        self._param_count: dict[int, int] = {}
+        self._applied_by_opt: dict[int, set[int]] = {}
+        self._current_backward: int | None = None
+        self._implicit_backward: int | None = None
+        self._last_retained_forward: int | None = None
+        self._open_steps: list[tuple[int, bool, tuple[Site, ...], int]] = []
+        self._amp_scales: set[int] = set()
+        self._clearing = 0
+        self.active = False
+
+    # -- entering and leaving ------------------------------------------------------------------
+
+    def __enter__(self) -> Tracer:
+        try:
+            self._install()
+        except BaseException:
+            self._uninstall()
+            raise
+        self.active = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._uninstall()
+
+    def _install(self) -> None:
+        from torch.optim import optimizer as optimizer_module
+
+        pre = optimizer_module.register_optimizer_step_pre_hook(_disable(self._step_pre_hook))
+        self._undo.append(pre.remove)
+        post = optimizer_module.register_optimizer_step_post_hook(_disable(self._step_post_hook))
+        self._undo.append(post.remove)
+        self._patch(torch.autograd, "backward", self._wrap_backward)
+        self._patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init)
+        self._patch(torch.optim.Optimizer, "zero_grad", self._wrap_optimizer_zero_grad)
+        self._patch(torch.nn.Module, "zero_grad", self._wrap_module_zero_grad)
+        scaler = getattr(getattr(torch, "amp", None), "GradScaler", None)
+        if scaler is not None:
+            self._patch(scaler, "scale", self._wrap_scaler_scale)
+            self._patch(scaler, "unscale_", self._wrap_scaler_unscale)
+            self._patch(scaler, "step", self._wrap_scaler_step)
+            self._patch(scaler, "update", self._wrap_scaler_update)
+        clip_module = torch.nn.utils.clip_grad
+        if hasattr(clip_module, "_clip_grads_with_norm_"):
+            self._patch(clip_module, "_clip_grads_with_norm_", self._wrap_grad_rewrite)
+        self._patch(torch.nn.utils, "clip_grad_value_", self._wrap_grad_rewrite)
+        with warnings.catch_warnings():  # isinstance on some lazy torch modules warns
+            warnings.simplefilter("ignore")
+            existing = [obj for obj in gc.get_objects() if isinstance(obj, torch.optim.Optimizer)]
+        for optimizer in existing:  # optimizers built before tracing began
+            self._discover(optimizer)
+
+    def _patch(self, owner: Any, name: str, wrap: Callable[[Any], Callable[..., Any]]) -> None:
+        original = owner.__dict__[name]
+        setattr(owner, name, _disable(wrap(original)))
+        self._undo.append(lambda: setattr(owner, name, original))
+
+    def _uninstall(self) -> None:
+        self.active = False
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                undo()
+            except Exception:  # keep undoing the rest; a half-restored torch is worse
+                pass
+
+    # -- optimizers and their parameters -------------------------------------------------------
+
+    def _discover(self, optimizer: Any) -> int:
+        known = self._optimizers.get(id(optimizer))
+        if known is None:
+            serial = len(self._optimizers) + 1
+            self._optimizers[id(optimizer)] = (serial, optimizer)
+            self.trace.optimizers[serial] = type(optimizer).__name__
+            self._states_by_opt[serial] = []
+            self._applied_by_opt[serial] = set()
+            self._param_count[serial] = 0
+        else:
+            serial = known[0]
+        groups = getattr(optimizer, "param_groups", [])
+        count = sum(len(group["params"]) for group in groups)
+        if count != self._param_count[serial]:
+            self._param_count[serial] = count
+            for group in groups:
+                for param in group["params"]:
+                    self._track(param, serial)
+        return serial
+
+    def _track(self, param: torch.Tensor, serial: int) -> None:
+        state = self._params.get(id(param))
+        if state is None:
+            state = _ParamState(param, {serial})
+            state.remember_grad()
+            self._params[id(param)] = state
+            if param.requires_grad:
+                handle = param.register_post_accumulate_grad_hook(_disable(self._accumulated(state)))
+                self._undo.append(handle.remove)
+        if serial not in state.owners or state not in self._states_by_opt[serial]:
+            state.owners.add(serial)
+            self._states_by_opt[serial].append(state)
+
+    def _accumulated(self, state: _ParamState) -> Callable[[torch.Tensor], None]:
+        def hook(param: torch.Tensor) -> None:
+            backward = self._current_backward or self._start_implicit_backward()
+            state.ids.add(backward)
+            self.trace.touched.add(backward)
+            state.remember_grad()
+
+        return hook
+
+    def _start_implicit_backward(self) -> int:
+        """A backward we did not see start (`from torch.autograd import backward`)."""
+        if self._implicit_backward is None:
+            self._implicit_backward = self._new_backward(user_sites(sys._getframe(1)), 1.0, False)
+            torch.autograd.Variable._execution_engine.queue_callback(self._end_implicit_backward)
+        return self._implicit_backward
+
+    def _end_implicit_backward(self) -> None:
+        self._implicit_backward = None
+
+    def _notice_unseen_changes(self, states: Iterable[_ParamState]) -> None:
+        """Catch clears no patch saw (`p.grad = None`, `p.grad.zero_()`) and in-place rescaling."""
+        cleared = []
+        for state in states:
+            grad = state.param.grad
+            if grad is None:
+                if state.ids:
+                    cleared.append(state)
+                state.grad_id, state.version = None, -1
+                continue
+            if id(grad) == state.grad_id and grad._version == state.version:
+                continue
+            if state.ids:
+                if not bool(grad.any()):
+                    cleared.append(state)
+                else:
+                    state.modified = True
+            state.remember_grad()
+        if cleared:
+            self._record_clear(cleared, (), "gradients set to None or zeroed")
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _new_backward(self, sites: tuple[Site, ...], scale: float, retain_graph: bool) -> int:
+        backward_id = next(self._backward_ids)
+        # Backward passes after a retain_graph=True one go through the same forward pass
+        # (multi-task losses): several losses by design, not accumulation.
+        forward = self._last_retained_forward or next(self._forward_ids)
+        self._last_retained_forward = forward if retain_graph else None
+        in_step = self._open_steps[-1][0] if self._open_steps else None
+        self.trace.backwards[backward_id] = BackwardRecord(
+            backward_id, next(self._clock), sites, scale, forward, retain_graph, in_step
+        )
+        return backward_id
+
+    def _record_step(self, serial: int, sites: tuple[Site, ...], closure: bool, since: int) -> StepRecord:
+        states = self._states_by_opt[serial]
+        self._notice_unseen_changes(states)
+        with_grad = [state for state in states if state.param.grad is not None]
+        summed = set().union(*(state.ids for state in with_grad))
+        applied = set(summed)
+        if closure:  # the closure's backward passes were this step's own, even if it cleared them
+            applied |= {b for b in self.trace.backwards if b > since}
+        earlier = self._applied_by_opt[serial]
+        stale = summed & earlier
+        earlier |= applied
+        for backward in applied:
+            self.trace.applied_by.setdefault(backward, set()).add(serial)
+        record = StepRecord(
+            index=next(self._clock),
+            optimizer=serial,
+            sites=sites,
+            applied=frozenset(applied),
+            summed=frozenset(summed),
+            stale=frozenset(stale),
+            params=len(states),
+            params_without_grad=len(states) - len(with_grad),
+            grads_modified=any(state.modified for state in with_grad),
+            closure=closure,
+        )
+        self.trace.steps.append(record)
+        return record
+
+    def _holds_unapplied_nonfinite(self, states: list[_ParamState]) -> bool:
+        """Only asked when a clear is about to drop unapplied gradients: rare in correct code."""
+        unapplied = [s for s in states if s.ids and not s.ids <= self.trace.applied_by.keys()]
+        grads = [s.param.grad for s in unapplied if s.param.grad is not None]
+        return any(not bool(torch.isfinite(grad).all()) for grad in grads)
+
+    def _record_clear(
+        self, states: list[_ParamState], sites: tuple[Site, ...], how: str, nonfinite: bool = False
+    ) -> None:
+        held = set().union(*(state.ids for state in states))
+        if self._open_steps:  # a closure clearing inside its step: the step used what it clears
+            serial = self._open_steps[-1][0]
+            for backward in held:
+                self.trace.applied_by.setdefault(backward, set()).add(serial)
+        unapplied = {backward for backward in held if backward not in self.trace.applied_by}
+        owners = frozenset(itertools.chain.from_iterable(state.owners for state in states))
+        self.trace.clears.append(
+            ClearRecord(next(self._clock), sites, how, owners, frozenset(unapplied), nonfinite)
+        )
+        for state in states:
+            state.ids.clear()
+            state.modified = False
+            state.remember_grad()
+
+    def _step_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        serial = self._discover(optimizer)
+        # args[0] is the optimizer itself: the hook sees the wrapped step's full arguments
+        closure = (len(args) > 1 and args[1] is not None) or kwargs.get("closure") is not None
+        sites = user_sites(sys._getframe(1))
+        since = len(self.trace.backwards)
+        self._open_steps.append((serial, closure, sites, since))
+        if not closure:
+            self._record_step(serial, sites, closure=False, since=since)
+
+    def _step_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if not self._open_steps:
+            return
+        serial, closure, sites, since = self._open_steps.pop()
+        if closure:
+            record = self._record_step(serial, sites, closure=True, since=since)
+        else:
+            record = self.trace.steps[-1]
+        for state in self._states_by_opt[serial]:
+            state.remember_grad()  # some optimizers rewrite .grad in place; that is not the user's
+        if self.on_step is not None and self.active:
+            self.on_step(record)
+
+    # -- patches -------------------------------------------------------------------------------
+
+    def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def backward(*args: Any, **kwargs: Any) -> Any:
+            tensors = args[0] if args else kwargs.get("tensors")
+            loss = tensors if isinstance(tensors, torch.Tensor) else next(iter(tensors or ()), None)
+            retain = args[2] if len(args) > 2 else kwargs.get("retain_graph")
+            self._notice_unseen_changes(self._params.values())
+            sites = user_sites(sys._getframe(1))
+            outer = self._current_backward
+            self._current_backward = self._new_backward(
+                sites, loss_scale(loss, self._amp_scales), bool(retain)
+            )
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._current_backward = outer
+
+        return backward
+
+    def _wrap_optimizer_init(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def __init__(optimizer: Any, *args: Any, **kwargs: Any) -> None:
+            original(optimizer, *args, **kwargs)
+            if self.active:
+                self._discover(optimizer)
+
+        return __init__
+
+    def _clearing_wrapper(
+        self, original: Callable[..., Any], how: str, states_of: Callable[[Any], list[_ParamState]]
+    ) -> Callable[..., Any]:
+        def zero_grad(owner: Any, *args: Any, **kwargs: Any) -> Any:
+            if self._clearing or not self.active:
+                return original(owner, *args, **kwargs)
+            self._clearing += 1
+            try:
+                states = states_of(owner)
+                self._notice_unseen_changes(states)
+                nonfinite = self._holds_unapplied_nonfinite(states)
+                result = original(owner, *args, **kwargs)
+                self._record_clear(states, user_sites(sys._getframe(1)), how, nonfinite)
+                return result
+            finally:
+                self._clearing -= 1
+
+        return zero_grad
+
+    def _wrap_optimizer_zero_grad(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def states_of(optimizer: Any) -> list[_ParamState]:
+            return list(self._states_by_opt[self._discover(optimizer)])
+
+        return self._clearing_wrapper(original, "optimizer.zero_grad()", states_of)
+
+    def _wrap_module_zero_grad(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def states_of(module: Any) -> list[_ParamState]:
+            return [self._params[id(p)] for p in module.parameters() if id(p) in self._params]
+
+        return self._clearing_wrapper(original, "module.zero_grad()", states_of)
+
+    def _wrap_scaler_scale(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def scale(scaler: Any, outputs: Any) -> Any:
+            result = original(scaler, outputs)
+            if getattr(scaler, "_scale", None) is not None:
+                self._amp_scales.add(scaler._scale.data_ptr())
+            return result
+
+        return scale
+
+    def _wrap_scaler_unscale(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def unscale_(scaler: Any, optimizer: Any) -> Any:
+            result = original(scaler, optimizer)
+            for state in self._states_by_opt[self._discover(optimizer)]:
+                state.remember_grad()  # unscaling rewrites .grad in place; it is not a rescale
+            return result
+
+        return unscale_
+
+    def _wrap_scaler_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def step(scaler: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
+            before = len(self.trace.steps)
+            result = original(scaler, optimizer, *args, **kwargs)
+            if len(self.trace.steps) == before and isinstance(optimizer, torch.optim.Optimizer):
+                self.trace.scaler_events.append(
+                    ScalerRecord(
+                        next(self._clock),
+                        user_sites(sys._getframe(1)),
+                        "skipped step",
+                        self._discover(optimizer),
+                    )
+                )
+            return result
+
+        return step
+
+    def _wrap_scaler_update(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def update(scaler: Any, *args: Any, **kwargs: Any) -> Any:
+            self.trace.scaler_events.append(
+                ScalerRecord(next(self._clock), user_sites(sys._getframe(1)), "update", None)
+            )
+            return original(scaler, *args, **kwargs)
+
+        return update
+
+    def _wrap_grad_rewrite(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """Clipping rewrites .grad in place: neither a clear nor an accumulation rescale."""
+
+        def rewrite(*args: Any, **kwargs: Any) -> Any:
+            self._notice_unseen_changes(self._params.values())
+            result = original(*args, **kwargs)
+            for state in self._params.values():
+                state.remember_grad()
+            return result
+
+        return rewrite

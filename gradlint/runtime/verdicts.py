@@ -1,0 +1,257 @@
+"""From a trace to verdicts: did each static finding happen when the program ran?
+
+A trace is turned into violations (what went wrong, in numbers, and on which lines of the script);
+a finding is `confirmed` when a violation of its kind touches one of its lines, `refuted` when its
+lines ran and none did, `unreached` when its lines never ran. Violations no finding predicted are
+reported as `dynamic-only`. Matching is by line: a finding's own line and its related lines against
+every line of the script on the stack when the events happened.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gradlint.core import Finding
+from gradlint.runtime.tracer import BackwardRecord, ClearRecord, Site, StepRecord, Trace
+
+CONFIRMED = "confirmed"
+REFUTED = "refuted"
+UNREACHED = "unreached"
+
+# What each static code predicts at run time.
+STALE = "stale step"  # a step re-applies gradients an earlier step of its optimizer applied
+DISCARD = "discarded"  # a clear wipes gradients no step used, and a step follows
+UNAPPLIED = "unapplied"  # backward passes no step ever used
+UNSCALED = "unscaled"  # a step sums k > 1 unscaled backward passes
+KIND_OF_CODE = {"GL101": STALE, "GL102": STALE, "GL103": DISCARD, "GL201": UNAPPLIED, "GL301": UNSCALED}
+
+# A step summing k backward passes is "scaled" when their scale factors add up to about one mean.
+UNSCALED_SUM = 1.5
+
+
+@dataclass(frozen=True)
+class Violation:
+    code: str
+    kind: str
+    line: int  # where to report it: the step, the clear, or the backward
+    lines: frozenset[int]  # every line of the script involved
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    finding: Finding
+    verdict: str
+    evidence: str
+
+
+class _Script:
+    """Which of a record's stack lines belong to the script under test."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.realpath(path)
+        self._same: dict[str, bool] = {}
+
+    def lines(self, sites: Sequence[Site]) -> list[int]:
+        return [site.line for site in sites if self._is_script(site.path)]
+
+    def _is_script(self, path: str) -> bool:
+        same = self._same.get(path)
+        if same is None:
+            same = self._same[path] = os.path.realpath(path) == self.path
+        return same
+
+
+def violations(trace: Trace, path: str) -> list[Violation]:
+    """What went wrong in the run, one violation per code and line, with numbers as evidence."""
+    script = _Script(path)
+    found = [
+        *_stale_steps(trace, script),
+        *_discarding_clears(trace, script),
+        *_unapplied_backwards(trace, script, _discarded_before_a_step(trace)),
+        *_unscaled_steps(trace, script),
+    ]
+    return sorted(found, key=lambda v: (v.line, v.code))
+
+
+def _where(script: _Script, *groups: Sequence[Site]) -> tuple[int, set[int]]:
+    """The first script line of the first group that has one, and all of them."""
+    main = 0
+    lines: set[int] = set()
+    for sites in groups:
+        found = script.lines(sites)
+        if found and not main:
+            main = found[0]
+        lines.update(found)
+    return main, lines
+
+
+def _backward_sites(trace: Trace, ids: frozenset[int] | set[int]) -> list[Site]:
+    return [site for backward in sorted(ids) for site in trace.backwards[backward].sites]
+
+
+def _describe_lines(lines: Sequence[int]) -> str:
+    unique = sorted(set(lines))
+    if not unique:
+        return "code outside the script"
+    return ("line " if len(unique) == 1 else "lines ") + ", ".join(map(str, unique))
+
+
+def _stale_steps(trace: Trace, script: _Script) -> list[Violation]:
+    by_line: dict[tuple[str, int], list[StepRecord]] = {}
+    lines_by_key: dict[tuple[str, int], set[int]] = {}
+    for step in trace.steps:
+        if not step.stale:
+            continue
+        cleared_before = any(
+            step.optimizer in clear.optimizers and clear.index < step.index for clear in trace.clears
+        )
+        code = "GL101" if cleared_before else "GL102"
+        main, lines = _where(script, step.sites, _backward_sites(trace, step.stale))
+        by_line.setdefault((code, main), []).append(step)
+        lines_by_key.setdefault((code, main), set()).update(lines)
+    found = []
+    for (code, line), steps in by_line.items():
+        worst = max(steps, key=lambda step: len(step.stale))
+        name = trace.optimizers.get(worst.optimizer, "optimizer")
+        all_steps = len(trace.steps_of(worst.optimizer))
+        evidence = (
+            f"{name} step at line {line} applied {len(worst.summed)} backward passes, "
+            f"{len(worst.stale)} of them already applied by earlier steps "
+            f"({len(steps)} of {all_steps} steps re-applied stale gradients)"
+        )
+        found.append(Violation(code, STALE, line, frozenset(lines_by_key[(code, line)]), evidence))
+    return found
+
+
+def _discarding_clears(trace: Trace, script: _Script) -> list[Violation]:
+    by_line: dict[int, tuple[list[ClearRecord], set[int], int, StepRecord]] = {}
+    for clear in trace.clears:
+        wiped = {backward for backward in clear.cleared if backward not in trace.applied_by}
+        if not wiped or clear.nonfinite:
+            continue  # throwing away inf/NaN gradients is deliberate, as GradScaler does
+        following = next(
+            (s for s in trace.steps if s.optimizer in clear.optimizers and s.index > clear.index), None
+        )
+        if following is None:
+            continue  # nothing stepped afterwards: that is GL201's story, not a discard
+        main, lines = _where(script, clear.sites, _backward_sites(trace, wiped), following.sites)
+        clears, all_lines, count, step = by_line.get(main, ([], set(), 0, following))
+        clears.append(clear)
+        all_lines.update(lines)
+        by_line[main] = (clears, all_lines, count + len(wiped), step)
+    found = []
+    for line, (clears, lines, wiped_count, step) in by_line.items():
+        backward_lines = script.lines(_backward_sites(trace, set().union(*(c.cleared for c in clears))))
+        step_lines = script.lines(step.sites)
+        how = clears[0].how if clears[0].sites else "gradients set to None or zeroed"
+        evidence = (
+            f"{how} at line {line} discarded {wiped_count} backward passes "
+            f"(from {_describe_lines(backward_lines)}) that no step used, in {len(clears)} clears; "
+            f"the step at {_describe_lines(step_lines[:1])} followed without them"
+        )
+        found.append(Violation("GL103", DISCARD, line, frozenset(lines), evidence))
+    return found
+
+
+def _discarded_before_a_step(trace: Trace) -> set[int]:
+    """Backward passes a clear wiped unused with a step of that optimizer after it (GL103's)."""
+    discarded: set[int] = set()
+    for clear in trace.clears:
+        if not clear.nonfinite and any(
+            s.optimizer in clear.optimizers and s.index > clear.index for s in trace.steps
+        ):
+            discarded |= {b for b in clear.cleared if b not in trace.applied_by}
+    return discarded
+
+
+def _unapplied_backwards(trace: Trace, script: _Script, discarded: set[int]) -> list[Violation]:
+    """Backward passes no step ever used, where no later step missed them (that is GL103)."""
+    by_line: dict[int, list[BackwardRecord]] = {}
+    for backward in trace.backwards.values():
+        if backward.id not in trace.touched or backward.id in discarded:
+            continue  # reached no optimizer's parameters: nothing to judge it by
+        main, _ = _where(script, backward.sites)
+        by_line.setdefault(main, []).append(backward)
+    found = []
+    for line, backwards in by_line.items():
+        if any(backward.id in trace.applied_by for backward in backwards):
+            continue
+        lines = set(script.lines([site for backward in backwards for site in backward.sites]))
+        evidence = (
+            f"{len(backwards)} backward passes at line {line} ran and no optimizer step used their gradients "
+            f"({len(trace.steps)} steps in the run)"
+        )
+        found.append(Violation("GL201", UNAPPLIED, line, frozenset(lines), evidence))
+    return found
+
+
+def _unscaled_steps(trace: Trace, script: _Script) -> list[Violation]:
+    by_line: dict[int, tuple[list[tuple[StepRecord, int, float]], set[int]]] = {}
+    for step in trace.steps:
+        if step.closure or step.grads_modified:
+            continue  # a closure re-evaluates one objective; p.grad.div_(n) is a scale we cannot read
+        fresh = sorted(step.summed - step.stale)
+        # Accumulation is one backward statement repeated over batches into one step; different
+        # statements (a GAN's real and fake losses) or one forward pass (retain_graph) are not.
+        forwards_by_site: dict[Site | None, dict[int, BackwardRecord]] = {}
+        for backward in fresh:
+            record = trace.backwards[backward]
+            site = record.sites[0] if record.sites else None
+            forwards_by_site.setdefault(site, {}).setdefault(record.forward, record)
+        first_of_forward = max(forwards_by_site.values(), key=len, default={})
+        total_scale = sum(abs(record.scale) for record in first_of_forward.values())
+        if len(first_of_forward) < 2 or total_scale <= UNSCALED_SUM:
+            continue
+        fresh = [record.id for record in first_of_forward.values()]
+        main, lines = _where(script, step.sites, _backward_sites(trace, set(fresh)))
+        seen, all_lines = by_line.get(main, ([], set()))
+        seen.append((step, len(first_of_forward), total_scale))
+        all_lines.update(lines)
+        by_line[main] = (seen, all_lines)
+    found = []
+    for line, (seen, lines) in by_line.items():
+        step, count, total = max(seen, key=lambda item: item[1])
+        backward_lines = script.lines(_backward_sites(trace, step.summed - step.stale))
+        evidence = (
+            f"step at line {line} summed {count} backward passes (from {_describe_lines(backward_lines)}) "
+            f"with losses scaled by {total / count:.3g} each, not ~1/{count}: the update is "
+            f"{total:.3g}x the mean gradient's ({len(seen)} steps like it)"
+        )
+        found.append(Violation("GL301", UNSCALED, line, frozenset(lines), evidence))
+    return found
+
+
+def judge(findings: Sequence[Finding], trace: Trace, path: str) -> tuple[list[Verdict], list[Violation]]:
+    """A verdict for every finding, and the violations no finding predicted (dynamic-only)."""
+    seen = violations(trace, path)
+    ran = _lines_that_ran(trace, _Script(path))
+    verdicts = []
+    predicted: set[Violation] = set()
+    for finding in findings:
+        lines = {finding.location.line, *(related.location.line for related in finding.related)}
+        kind = KIND_OF_CODE.get(finding.code)
+        matching = [v for v in seen if v.kind == kind and v.lines & lines]
+        predicted.update(matching)
+        if matching:
+            verdicts.append(Verdict(finding, CONFIRMED, "; ".join(v.evidence for v in matching)))
+        elif lines & ran:
+            verdicts.append(
+                Verdict(
+                    finding, REFUTED, f"{_describe_lines(sorted(lines & ran))} ran, and it never happened"
+                )
+            )
+        else:
+            verdicts.append(Verdict(finding, UNREACHED, f"{_describe_lines(sorted(lines))} never ran"))
+    return verdicts, [v for v in seen if v not in predicted]
+
+
+def _lines_that_ran(trace: Trace, script: _Script) -> set[int]:
+    records: list[BackwardRecord | StepRecord | ClearRecord] = [
+        *trace.backwards.values(),
+        *trace.steps,
+        *trace.clears,
+    ]
+    return {line for record in records for line in script.lines(record.sites)}

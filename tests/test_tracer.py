@@ -1,0 +1,258 @@
+"""The tracer on tiny hand-written loops: what it counts, and that it leaves torch as it found it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gradlint.runtime.run import NEEDS_TORCH, run_command, trace_script  # noqa: E402
+from gradlint.runtime.tracer import Tracer, loss_scale  # noqa: E402
+
+
+def patched_functions() -> dict[str, object]:
+    from torch.optim import optimizer as optimizer_module
+
+    scaler = torch.amp.GradScaler
+    return {
+        "autograd.backward": torch.autograd.backward,
+        "Optimizer.__init__": torch.optim.Optimizer.__dict__["__init__"],
+        "Optimizer.zero_grad": torch.optim.Optimizer.__dict__["zero_grad"],
+        "Module.zero_grad": torch.nn.Module.__dict__["zero_grad"],
+        "GradScaler.scale": scaler.__dict__["scale"],
+        "GradScaler.unscale_": scaler.__dict__["unscale_"],
+        "GradScaler.step": scaler.__dict__["step"],
+        "GradScaler.update": scaler.__dict__["update"],
+        "clip_grad_value_": torch.nn.utils.clip_grad_value_,
+        "_clip_grads_with_norm_": torch.nn.utils.clip_grad._clip_grads_with_norm_,
+        "pre hooks": dict(optimizer_module._global_optimizer_pre_hooks),
+        "post hooks": dict(optimizer_module._global_optimizer_post_hooks),
+    }
+
+
+def model_and_optimizer(lr: float = 0.1) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    return model, torch.optim.SGD(model.parameters(), lr=lr)
+
+
+def backward(model: torch.nn.Module, divide_by: float = 1.0) -> None:
+    (model(torch.randn(4, 3)).pow(2).mean() / divide_by).backward()
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), SystemExit(3), KeyboardInterrupt()])
+def test_everything_is_restored_however_the_block_ends(error: BaseException) -> None:
+    before = patched_functions()
+    model, optimizer = model_and_optimizer()
+    with pytest.raises(type(error)), Tracer():
+        backward(model)
+        optimizer.step()
+        raise error
+    assert patched_functions() == before
+    assert all(not p._post_accumulate_grad_hooks for p in model.parameters())
+
+
+def test_restored_after_a_clean_exit_and_tracing_stops() -> None:
+    before = patched_functions()
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        backward(model)
+        optimizer.step()
+    backward(model)
+    optimizer.step()
+    assert patched_functions() == before
+    assert len(tracer.trace.steps) == 1 and len(tracer.trace.backwards) == 1
+
+
+def test_clear_once_per_epoch_makes_steps_reapply_old_backward_passes() -> None:
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        for _ in range(2):
+            optimizer.zero_grad()
+            for _ in range(3):
+                backward(model)
+                optimizer.step()
+    steps = tracer.trace.steps
+    assert [len(step.summed) for step in steps] == [1, 2, 3, 1, 2, 3]
+    assert [len(step.stale) for step in steps] == [0, 1, 2, 0, 1, 2]
+    assert all(not clear.cleared for clear in tracer.trace.clears)  # each had been applied
+
+
+def test_accumulation_window_sums_fresh_passes_and_reads_the_loss_scale() -> None:
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        for i in range(8):
+            backward(model, divide_by=4)
+            if (i + 1) % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+    steps = tracer.trace.steps
+    assert [(len(step.summed), len(step.stale)) for step in steps] == [(4, 0), (4, 0)]
+    assert {record.scale for record in tracer.trace.backwards.values()} == {0.25}
+
+
+def test_clear_between_backward_and_step_discards_and_the_step_gets_nothing() -> None:
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        for _ in range(3):
+            backward(model)
+            optimizer.zero_grad()
+            optimizer.step()
+    assert [len(clear.cleared) for clear in tracer.trace.clears] == [1, 1, 1]
+    assert all(step.params_without_grad == 2 and not step.summed for step in tracer.trace.steps)
+    assert not tracer.trace.applied_by
+
+
+@pytest.mark.parametrize("clear", ["none", "zero_"])
+def test_clears_no_patch_sees_are_noticed_from_the_ledger(clear: str) -> None:
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        for _ in range(3):
+            backward(model)
+            optimizer.step()
+            for p in model.parameters():
+                if clear == "none":
+                    p.grad = None
+                else:
+                    p.grad.zero_()
+    assert [len(step.stale) for step in tracer.trace.steps] == [0, 0, 0]
+    assert len(tracer.trace.clears) == 2 and all(not c.sites for c in tracer.trace.clears)
+
+
+def test_in_place_rescaling_of_gradients_is_not_mistaken_for_a_clear() -> None:
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        backward(model)
+        backward(model)
+        for p in model.parameters():
+            p.grad.div_(2)
+        optimizer.step()
+    (step,) = tracer.trace.steps
+    assert len(step.summed) == 2 and step.grads_modified and not tracer.trace.clears
+
+
+def test_a_gradscaler_skip_is_not_a_step() -> None:
+    model, optimizer = model_and_optimizer()
+    scaler = torch.amp.GradScaler("cpu")
+    with Tracer() as tracer:
+        scaler.scale(model(torch.randn(4, 3)).mean()).backward()
+        model.weight.grad[0, 0] = float("inf")
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad()
+        scaler.scale(model(torch.randn(4, 3)).mean() / 2).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    assert len(tracer.trace.steps) == 1
+    assert [e.action for e in tracer.trace.scaler_events] == ["skipped step", "update", "update"]
+    assert [record.scale for record in tracer.trace.backwards.values()] == [1.0, 0.5]
+
+
+def test_closure_steps_own_the_backward_passes_inside_them() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=4)
+    inputs, targets = torch.randn(16, 3), torch.randn(16, 1)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(inputs), targets)
+        loss.backward()
+        return loss
+
+    with Tracer() as tracer:
+        for _ in range(3):
+            optimizer.step(closure)
+    assert all(step.closure and not step.stale for step in tracer.trace.steps)
+    assert all(not clear.cleared for clear in tracer.trace.clears)
+    assert set(tracer.trace.applied_by) == set(tracer.trace.backwards)
+
+
+def test_loss_scale_reads_divisions_and_multiplications() -> None:
+    x = torch.randn(3, requires_grad=True)
+    assert loss_scale(x.sum() / 4, set()) == 0.25
+    assert loss_scale(x.sum() * 0.5 / 2, set()) == 0.25
+    assert loss_scale(x.sum() * x.sum(), set()) == 1.0
+    assert loss_scale(torch.tensor(1.0), set()) == 1.0
+
+
+def write_script(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "train.py"
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return str(path)
+
+
+SWALLOWING_LOOP = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for i in range(100):
+        try:
+            optimizer.zero_grad()
+            model(torch.randn(4, 3)).sum().backward()
+            optimizer.step()
+        except Exception:
+            pass
+"""
+
+
+def test_max_steps_stops_the_program_even_through_except_exception(tmp_path: Path) -> None:
+    trace, outcome = trace_script(write_script(tmp_path, SWALLOWING_LOOP), [], max_steps=3, timeout=None)
+    assert outcome.status == "max steps" and len(trace.steps) == 3
+
+
+def test_timeout_stops_the_program(tmp_path: Path) -> None:
+    script = write_script(tmp_path, "import time\nwhile True:\n    time.sleep(0.01)\n")
+    _, outcome = trace_script(script, [], max_steps=None, timeout=0.3)
+    assert outcome.status == "timeout"
+
+
+def test_script_sees_its_arguments_and_exit_code(tmp_path: Path) -> None:
+    script = write_script(tmp_path, "import sys\nassert sys.argv[1:] == ['--lr', '1']\nsys.exit(4)\n")
+    _, outcome = trace_script(script, ["--lr", "1"], max_steps=None, timeout=None)
+    assert outcome.status == "exited 4"
+
+
+def test_run_without_torch_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert run_command(write_script(tmp_path, "pass\n")) == 2
+    assert capsys.readouterr().err.strip() == NEEDS_TORCH
+
+
+def test_the_static_cli_does_not_import_torch() -> None:
+    code = "import sys, gradlint.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+STALE_LOOP = """
+    import sys
+    import torch
+    assert sys.argv[1:] == ["--epochs", "2"]
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(int(sys.argv[2])):
+        optimizer.zero_grad()
+        for batch in range(4):
+            model(torch.randn(4, 3)).pow(2).mean().backward()
+            optimizer.step()
+"""
+
+
+def test_cli_run_confirms_a_finding_in_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gradlint.cli import main
+
+    script = write_script(tmp_path, STALE_LOOP)
+    assert main(["run", script, "--format", "json", "--max-steps", "6", "--", "--epochs", "2"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    (finding,) = document["findings"]
+    assert (finding["code"], finding["line"], finding["verdict"]) == ("GL101", 8, "confirmed")
+    assert "step at line 11 applied 4 backward passes, 3 of them already applied" in finding["evidence"]
+    assert document["run"] == {"status": "max steps", "steps": 6, "backwards": 6}
+    assert document["dynamic_only"] == []
