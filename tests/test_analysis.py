@@ -237,6 +237,58 @@ for key, value in items(table):
     loss_fn(model(value), key).backward()
     optimizer.step()
 """,
+    "a step skipped on overflow drops its batch on purpose": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    if not has_overflow(model):
+        optimizer.step()
+""",
+    "a clear instead of the step on a non-finite window": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for i, (x, y) in enumerate(loader):
+    (loss_fn(model(x), y) / accum_steps).backward()
+    if (i + 1) % accum_steps == 0:
+        if not finite(model):
+            optimizer.zero_grad()
+        else:
+            optimizer.step()
+            optimizer.zero_grad()
+""",
+    "a configuration test takes the same arm on every iteration": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for i, (x, y) in enumerate(loader):
+    if cfg.accum_steps > 1:
+        (loss_fn(model(x), y) / cfg.accum_steps).backward()
+        if (i + 1) % cfg.accum_steps == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+    else:
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+""",
+    "apex amp.initialize returns the model and the optimizer, not an engine": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+model, optimizer = amp.initialize(model, optimizer)
+for x, y in loader:
+    model.zero_grad()
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+""",
+    "an optimizer that may be None is tested the same way twice": """
+def train_step(model, optimizer, batch):
+    if optimizer is not None:
+        optimizer.zero_grad()
+    loss = loss_fn(model(batch))
+    if optimizer is not None:
+        loss.backward()
+
+for batch in loader:
+    train_step(model, optimizer, batch)
+    optimizer.step()
+""",
 }
 
 

@@ -22,6 +22,7 @@ from gradlint.analysis.flow import (
     Seq,
     Try,
     prune,
+    walk_events,
 )
 from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds
 from gradlint.analysis.shapes import (
@@ -35,6 +36,7 @@ from gradlint.analysis.shapes import (
     grad_owners,
     grad_owners_of_args,
     has_correlated_if,
+    is_accumulation_guard,
     is_collection,
     is_grad_access,
     is_none_check,
@@ -155,7 +157,8 @@ class FunctionBuilder:
                 otherwise = self.block(statement.orelse, context)
                 then.items += self.block(specialise(rest, statement.test, True), context).items
                 otherwise.items += self.block(specialise(rest, statement.test, False), context).items
-                return Seq([*flows, *self.expression(statement.test, context), Branch([then, otherwise])])
+                arms = Branch([then, otherwise], self.tracked_assumptions(statement.test))
+                return Seq([*flows, *self.expression(statement.test, context), arms])
             flows.extend(self.statement(statement, context))
         if not top:  # a function's own last `return` does not skip anything
             mark_skipping_clears(flows)
@@ -168,9 +171,8 @@ class FunctionBuilder:
             test = self.expression(node.test, context)
             then = self.block(node.body, replace(context, guard=node.test))
             otherwise = self.block(node.orelse, replace(context, guard=None))
-            known = assumptions(node.test)
-            tracked = known if known and known[0][0] in self.index.tested_paths else ()
-            return [*test, Branch([then, otherwise], tracked)]
+            mark_clears_instead_of_steps(then, otherwise)
+            return [*test, Branch([then, otherwise], self.tracked_assumptions(node.test))]
         if isinstance(node, (ast.For, ast.AsyncFor)):
             return self.for_loop(node, context)
         if isinstance(node, ast.While):
@@ -201,6 +203,10 @@ class FunctionBuilder:
             for flow in self.expression(child, context)
         ]
 
+    def tracked_assumptions(self, test: ast.expr) -> tuple[tuple[str, bool], ...]:
+        known = assumptions(test)
+        return known if known and known[0][0] in self.index.tracked_tests else ()
+
     def for_loop(self, node: ast.For | ast.AsyncFor, context: Context) -> list[Flow]:
         iterable = self.expression(node.iter, context)
         if is_collection(node.iter):
@@ -222,7 +228,12 @@ class FunctionBuilder:
         loop.count = accumulation_bound(node.iter)
         loop.draws_data = draws_data(node)
         self.record_targets(node.target, node, (*context.loops, loop))
-        loop.body = self.block(node.body, replace(context, loops=(*context.loops, loop), guard=None))
+        body = self.block(node.body, replace(context, loops=(*context.loops, loop), guard=None))
+        loop.accumulates = loop.accumulates or any(
+            e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(body)
+        )
+        forgotten = tuple(sorted(assigned_paths(node) & self.index.tested_paths))
+        loop.body = Seq([Forget(forgotten), *body.items]) if forgotten else body
         return [*iterable, loop, self.block(node.orelse, context)]
 
     def while_loop(self, node: ast.While, context: Context) -> list[Flow]:
@@ -234,6 +245,9 @@ class FunctionBuilder:
         loop.draws_data = draws_data(node)
         inner = replace(context, loops=(*context.loops, loop), guard=None)
         loop.body = Seq([*self.expression(node.test, inner), *self.block(node.body, inner).items])
+        loop.accumulates = loop.accumulates or any(
+            e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(loop.body)
+        )
         return [*self.expression(node.test, context), loop, self.block(node.orelse, context)]
 
     def with_block(self, node: ast.With | ast.AsyncWith, context: Context) -> list[Flow]:
@@ -250,6 +264,8 @@ class FunctionBuilder:
             if item.optional_vars is not None:
                 self.record_targets(item.optional_vars, call, context.loops)
         if gated:
+            if context.loops:
+                context.loops[-1].accumulates = True
             inner = replace(context, accumulating=True)
             return [*flows, Branch([self.block(node.body, inner), Gate(self.block(node.body, inner))])]
         body = self.block(node.body, context)
@@ -640,6 +656,18 @@ class FunctionBuilder:
 
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
+
+
+def mark_clears_instead_of_steps(*arms: Seq) -> None:
+    """`if not finite: optimizer.zero_grad() else: optimizer.step()`: the clear drops the batch on purpose."""
+    steps = [any(e.kind is EventKind.STEP for e in walk_events(arm)) for arm in arms]
+    if not any(steps):
+        return
+    for arm, steps_here in zip(arms, steps):
+        if not steps_here:
+            for event in walk_events(arm):
+                if event.kind is EventKind.CLEAR:
+                    event.on_purpose = True
 
 
 def mark_skipping_clears(flows: list[Flow]) -> None:

@@ -68,6 +68,9 @@ class Loop:
     draws_data: bool = False
     count: str | None = None  # the bound when it names an accumulation count: `range(accum_steps)`
     iterable: str = ""
+    # micro-batches are meant to add up across its iterations: it holds accelerate's accumulate(),
+    # or a step under a counter (`if (i + 1) % n == 0:`)
+    accumulates: bool = False
 
 
 @dataclass(eq=False)

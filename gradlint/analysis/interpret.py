@@ -38,13 +38,14 @@ from gradlint.analysis.flow import (
     walk_effects,
 )
 from gradlint.analysis.scope import MANUAL, ModuleIndex
-from gradlint.analysis.shapes import parameters
+from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, parameters
 from gradlint.core import EventKind
 
 MANY = 2
 MAX_VALUES = 48  # per optimizer; past this the state is widened to "unknown" (silence, not a guess)
 MAX_PASSES = 12
 MAX_CALL_DEPTH = 8
+MAX_ASSUMED = 4  # if-outcomes a path remembers; past this it starts afresh (less precise, never wrong)
 
 
 class Grad(NamedTuple):
@@ -58,7 +59,9 @@ class Grad(NamedTuple):
     clear: tuple[Event, tuple[Loop, ...]] | None = None
     repeat_loop: Loop | None = None  # the loop whose repetition summed backwards of one line
     crossed: frozenset[Loop] = frozenset()  # loops that went round since the last backward
-    discarded: frozenset[tuple[Event, Event]] = frozenset()  # (clear, backward) waiting for a step
+    # (clear, backward, loop): a clear wiped a backward no step used, waiting for a step to report it;
+    # `loop` is the loop that went round between the two (None: in the same iteration)
+    discarded: frozenset[tuple[Event, Event, Loop | None]] = frozenset()
     grads_scaled: bool = False
     assumed: frozenset[tuple[str, bool]] = frozenset()  # (object, truth) that `if` tests chose on this path
 
@@ -304,22 +307,29 @@ class RootInterpreter:
             return Outcome(normal=self.register(flow, state, frame))
         raise TypeError(f"unknown flow node {flow!r}")
 
-    def assume(self, state: State, assumption: tuple[str, bool] | None, frame: Frame) -> State:
+    def assume(self, state: State, assumption: tuple[str, bool] | None, frame: Frame) -> State | None:
         """Keep the paths that agree with this arm's test, and let them remember it."""
         if assumption is None:
             return state
-        key = self.resolve(assumption[0], frame)
+        path, truth = assumption
+        key = frame.prefix + path if path.startswith(TEST_KEY) else self.resolve(path, frame)
         if key is None:
             return state
-        fact, contrary = (key, assumption[1]), (key, not assumption[1])
-        return {
-            k: frozenset(
-                v if v.unknown else v._replace(assumed=v.assumed | {fact})
-                for v in values
-                if contrary not in v.assumed
-            )
+        fact, contrary = (key, truth), (key, not truth)
+
+        def remember(value: Grad) -> Grad:
+            if value.unknown:
+                return value
+            known = value.assumed if len(value.assumed) < MAX_ASSUMED else frozenset()
+            return value._replace(assumed=known | {fact})
+
+        narrowed = {
+            k: normalize(frozenset(remember(v) for v in values if contrary not in v.assumed))
             for k, values in state.items()
         }
+        if any(values and not narrowed[k] for k, values in state.items()):
+            return None  # no path here agrees with this arm: it cannot run
+        return narrowed
 
     def sequence(self, items: list[Flow], state: State, frame: Frame) -> Outcome:
         exits: list[Outcome] = []
@@ -351,7 +361,7 @@ class RootInterpreter:
             raises = join(raises, outcome.raises)
             back = cross(join(outcome.normal, outcome.continues), loop)
             after = join(after, back)
-            new_head = widen(join(head, back) or head)
+            new_head = widen(join(head, back if loop.accumulates else settle_discards(back)) or head)
             if new_head == head:
                 break
             head = new_head
@@ -504,6 +514,9 @@ class RootInterpreter:
             fresh=value.fresh | {event},
             repeat_loop=repeat_loop,
             crossed=frozenset(),
+            # a different backward after the clear: the first one was for its side effects (input
+            # gradients for FGSM, K-FAC statistics), and the clear made room for the real one
+            discarded=frozenset(d for d in value.discarded if d[1].site == event.site),
         )
 
     def step(self, event: Event, state: State, frame: Frame) -> State:
@@ -539,6 +552,9 @@ class RootInterpreter:
     def apply_step(self, event: Event, key: str, state: State, frame: Frame) -> State:
         display = event.path if event.target != "manual" else "parameters"
         assert display is not None  # step() resolved the path to `key`, and None resolves to None
+        # `optimizer.step()` runs only where `optimizer` is not None: drop paths that assumed it was
+        possible = frozenset(v for v in state[key] if (key, False) not in v.assumed)
+        state = {**state, key: possible or state[key]}
         for value in state[key]:
             if value.unknown:
                 continue
@@ -546,8 +562,11 @@ class RootInterpreter:
                 self.stale(event, display, key, value, frame)
             elif value.pending == MANY and value.repeat_loop is not None and not value.grads_scaled:
                 self.unscaled(event, display, value, frame)
-            for clear, backward in value.discarded:
-                self.facts.discarded.add(DiscardedGradients(display, clear.site, backward.site, event.site))
+            for clear, backward, went_round in value.discarded:
+                if starves_accumulation(went_round, event, frame):
+                    self.facts.discarded.add(
+                        DiscardedGradients(display, clear.site, backward.site, event.site)
+                    )
         consumed = frozenset().union(*(v.backwards for v in state[key]))
         self.consumed |= consumed
         result = {
@@ -615,7 +634,8 @@ class RootInterpreter:
         # Gradients left over by a loop that has finished (a partial accumulation window at the end of
         # an epoch) are GL302's business, not a clear in the wrong place.
         lost = {b for b in value.fresh if not self.seen.get(b) or self.seen[b][-1] in frame.loops}
-        discarded = value.discarded | {(event, backward) for backward in lost}
+        went_round = next((loop for loop in reversed(frame.loops) if loop in value.crossed), None)
+        discarded = value.discarded | {(event, backward, went_round) for backward in lost}
         for backward in lost:
             self.discarded_by.setdefault(backward, event)
         return Grad(clear=(event, frame.loops), discarded=discarded, assumed=value.assumed)
@@ -701,6 +721,17 @@ def cross(state: State | None, loop: Loop) -> State | None:
     }
 
 
+def settle_discards(state: State | None) -> State | None:
+    """Going round a loop, a discard that no step of that iteration followed was a skipped batch
+    (a non-finite loss, a frozen phase), not a clear in the wrong place: forget it."""
+    if state is None:
+        return None
+    return {
+        k: frozenset(v if v.unknown or not v.discarded else v._replace(discarded=frozenset()) for v in values)
+        for k, values in state.items()
+    }
+
+
 def split_root(path: str) -> tuple[str, str]:
     for index, char in enumerate(path):
         if char in ".[":
@@ -712,13 +743,6 @@ def related(model: str, source: str) -> bool:
     return model == source or source.startswith(model + ".") or model.startswith(source + ".")
 
 
-def is_accumulation_guard(guard: ast.expr | None) -> bool:
-    if guard is None:
-        return False
-    has_modulo = any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in ast.walk(guard))
-    return has_modulo or names.has_word(guard, names.ACCUMULATION_WORDS)
-
-
 def modulo_divisor(guard: ast.expr | None) -> str | None:
     if guard is None:
         return None
@@ -726,6 +750,15 @@ def modulo_divisor(guard: ast.expr | None) -> str | None:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
             return names.segment([], node.right)
     return None
+
+
+def starves_accumulation(went_round: Loop | None, step: Event, frame: Frame) -> bool:
+    """A clear that wiped the previous iteration's backward matters when that iteration was meant to
+    accumulate into this step: a micro-batch loop the step follows, a counter-guarded step, or
+    accelerate's accumulate(); a step skipped for another reason (overflow) drops its batch on purpose."""
+    if went_round is None:
+        return True
+    return went_round not in frame.loops or went_round.accumulates or is_accumulation_guard(step.guard)
 
 
 def computes_loss_in(backward: Event, loop: Loop) -> bool:

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 
 from gradlint.analysis import names
 from gradlint.analysis.shapes import (
+    TEST_KEY,
     FunctionNode,
     assigned_paths,
     assumptions,
+    has_modulo,
     module_statements,
     own_statements,
+    test_names,
 )
 from gradlint.core import Location
 
@@ -40,6 +43,7 @@ class ModuleIndex:
     accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
     has_gradient_code: bool = False
     tested_paths: set[str] = field(default_factory=set)  # names some `if` tests directly
+    tracked_tests: set[str] = field(default_factory=set)  # assumption keys worth following along paths
     function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
 
     @classmethod
@@ -72,6 +76,7 @@ class ModuleIndex:
         whether anything here can be a gradient event at all (most Python files have none)."""
         accelerator_constructors: list[ast.Call] = []
         tested: set[str] = set()
+        expression_tests: list[ast.expr] = []
         assigned_in_loops: set[str] = set()
         stack: list[tuple[ast.AST, ast.AST | None]] = [(self.tree, None)]
         while stack:
@@ -88,8 +93,10 @@ class ModuleIndex:
                     self.has_gradient_code = True
                 elif isinstance(child, ast.If) and assumptions(child.test):
                     tested.add(assumptions(child.test)[0][0])
+                    expression_tests.append(child.test)
                 elif isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
-                    assigned_in_loops |= {p for s in own_statements(child.body) for p in assigned_paths(s)}
+                    for statement in [child, *own_statements(child.body)]:
+                        assigned_in_loops |= assigned_paths(statement)
                 elif isinstance(child, ast.Call):
                     callee = names.callee_name(child)
                     if callee in names.ACCUMULATE_CONTEXTS:
@@ -98,9 +105,14 @@ class ModuleIndex:
                         accelerator_constructors.append(child)
                 stack.append((child, child_owner))
         self.function_list.sort(key=lambda f: (f.lineno, f.col_offset))
-        # Flags that change from one iteration to the next (`need_update`) correlate the ifs that
-        # test them; fixed configuration (`args.fp16`) would only multiply the paths.
-        self.tested_paths = tested & assigned_in_loops
+        # Paths tested by an `if` are forgotten when assigned; an expression test is only tracked
+        # when nothing it reads changes inside a loop (`if cfg.accum_steps > 1:`), as it is never forgotten.
+        self.tested_paths = {key for key in tested if not key.startswith(TEST_KEY)}
+        self.tracked_tests = {key for key in tested if not key.startswith(TEST_KEY)} | {
+            assumptions(test)[0][0]
+            for test in expression_tests
+            if not test_names(test) & assigned_in_loops and not has_modulo(test)
+        }
         return accelerator_constructors
 
     def class_of(self, function: ast.AST) -> ClassInfo | None:
@@ -170,7 +182,9 @@ def assigned_kinds(target: ast.expr, value: ast.expr, kinds: dict[str, str]) -> 
     if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, ast.Call):
         callee = names.callee_name(value)
         elements = [names.path_of(t) for t in target.elts]
-        if callee == "initialize" and elements:  # deepspeed.initialize -> engine, optimizer, ...
+        module = names.path_of(value.func.value) if isinstance(value.func, ast.Attribute) else ""
+        if callee == "initialize" and elements and "deepspeed" in (module or ""):
+            # deepspeed.initialize -> engine, optimizer, ...; apex's amp.initialize returns its arguments
             if elements[0]:
                 yield elements[0], "engine"
             if len(elements) > 1 and elements[1]:

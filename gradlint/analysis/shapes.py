@@ -55,7 +55,7 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
 def assigned_paths(statement: ast.stmt) -> set[str]:
     if isinstance(statement, ast.Assign):
         targets = statement.targets
-    elif isinstance(statement, (ast.AugAssign, ast.AnnAssign)):
+    elif isinstance(statement, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor)):
         targets = [statement.target]
     else:
         return set()
@@ -68,12 +68,33 @@ def assigned_paths(statement: ast.stmt) -> set[str]:
 
 
 def assumptions(test: ast.expr) -> tuple[tuple[str, bool], ...]:
-    """What each arm of `if test:` knows: `if x:` -> x is true, then false; `if not x:` the reverse."""
+    """What each arm of `if test:` knows, as (key, truth): `if x:` -> x is true, then false;
+    `if x is None:` -> x is false, then true; `if cfg.steps > 1:` keyed by the expression itself.
+    A key starting with TEST_KEY is an expression; any other key is a path (`self.x`)."""
     value = True
     while isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
         test, value = test.operand, not value
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and is_none_check(test):
+        value = value if isinstance(test.ops[0], ast.IsNot) else not value
+        test = test.left
     path = names.path_of(test)
-    return ((path, value), (path, not value)) if path else ()
+    if path is None:
+        if any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Await, ast.Yield)) for n in ast.walk(test)):
+            return ()  # a call may answer differently the next time
+        path = TEST_KEY + ast.dump(test)
+    return ((path, value), (path, not value))
+
+
+TEST_KEY = "<test>"
+
+
+def has_modulo(node: ast.AST) -> bool:
+    """`(i + 1) % n == 0` changes from one iteration to the next, whatever it reads."""
+    return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in ast.walk(node))
+
+
+def test_names(test: ast.expr) -> set[str]:
+    return {p for n in ast.walk(test) if isinstance(n, (ast.Name, ast.Attribute)) and (p := names.path_of(n))}
 
 
 def has_correlated_if(body: list[ast.stmt], index: int) -> bool:
@@ -235,3 +256,10 @@ def draws_data(node: ast.For | ast.AsyncFor | ast.While) -> bool:
             }:
                 return True
     return False
+
+
+def is_accumulation_guard(guard: ast.expr | None) -> bool:
+    if guard is None:
+        return False
+    has_modulo = any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in ast.walk(guard))
+    return has_modulo or names.has_word(guard, names.ACCUMULATION_WORDS)
