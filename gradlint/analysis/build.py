@@ -203,9 +203,17 @@ class FunctionBuilder:
             for flow in self.expression(child, context)
         ]
 
-    def tracked_assumptions(self, test: ast.expr) -> tuple[tuple[str, bool], ...]:
+    def tracked_assumptions(self, test: ast.expr) -> tuple[tuple[tuple[str, bool], ...], ...]:
+        """What each arm knows; `if a and b:` knows both in its first arm, nothing in the other."""
+        if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+            facts = tuple(
+                known[0] for part in test.values for known in [self.tracked_assumptions(part)] if known
+            )
+            return (tuple(fact for arm in facts for fact in arm), ()) if facts else ()
         known = assumptions(test)
-        return known if known and known[0][0] in self.index.tracked_tests else ()
+        if not known or known[0][0] not in self.index.tracked_tests:
+            return ()
+        return ((known[0],), (known[1],))
 
     def for_loop(self, node: ast.For | ast.AsyncFor, context: Context) -> list[Flow]:
         iterable = self.expression(node.iter, context)

@@ -50,7 +50,7 @@ class Branch:
     arms: list[Flow]
     # `if need_update:` -> (("need_update", True), ("need_update", False)): what each arm knows, so
     # a later `if not need_update: continue` only lets through the paths that agree
-    assumes: tuple[tuple[str, bool] | None, ...] = ()
+    assumes: tuple[tuple[tuple[str, bool], ...], ...] = ()
 
 
 @dataclass(eq=False)

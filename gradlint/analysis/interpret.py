@@ -45,7 +45,7 @@ MANY = 2
 MAX_VALUES = 48  # per optimizer; past this the state is widened to "unknown" (silence, not a guess)
 MAX_PASSES = 12
 MAX_CALL_DEPTH = 8
-MAX_ASSUMED = 4  # if-outcomes a path remembers; past this it starts afresh (less precise, never wrong)
+MAX_ASSUMED = 8  # if-outcomes a path remembers; past this it is widened to unknown (silence)
 
 
 class Grad(NamedTuple):
@@ -109,8 +109,8 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
     every combination of history would be a value of its own and long scripts would not finish."""
     if len(values) < 2:
         return values
-    if len(values) > MAX_VALUES:  # too many paths to tell apart: forget what they assumed
-        values = frozenset(v._replace(assumed=frozenset()) for v in values)
+    if len(values) > MAX_VALUES:  # too many paths to tell apart: say nothing about them
+        return frozenset({UNKNOWN})
     merged: dict[tuple, Grad] = {}
     for value in values:
         key = (
@@ -276,8 +276,8 @@ class RootInterpreter:
                 return merge([self.interpret(arm, state, frame) for arm in flow.arms])
             return merge(
                 [
-                    self.interpret(arm, self.assume(state, assumption, frame), frame)
-                    for arm, assumption in zip(flow.arms, flow.assumes)
+                    self.interpret(arm, self.assume_all(state, facts, frame), frame)
+                    for arm, facts in zip(flow.arms, flow.assumes)
                 ]
             )
         if isinstance(flow, Forget):
@@ -307,10 +307,17 @@ class RootInterpreter:
             return Outcome(normal=self.register(flow, state, frame))
         raise TypeError(f"unknown flow node {flow!r}")
 
-    def assume(self, state: State, assumption: tuple[str, bool] | None, frame: Frame) -> State | None:
+    def assume_all(
+        self, state: State | None, facts: tuple[tuple[str, bool], ...], frame: Frame
+    ) -> State | None:
+        for fact in facts:
+            if state is None:
+                break
+            state = self.assume(state, fact, frame)
+        return state
+
+    def assume(self, state: State, assumption: tuple[str, bool], frame: Frame) -> State | None:
         """Keep the paths that agree with this arm's test, and let them remember it."""
-        if assumption is None:
-            return state
         path, truth = assumption
         key = frame.prefix + path if path.startswith(TEST_KEY) else self.resolve(path, frame)
         if key is None:
@@ -320,8 +327,9 @@ class RootInterpreter:
         def remember(value: Grad) -> Grad:
             if value.unknown:
                 return value
-            known = value.assumed if len(value.assumed) < MAX_ASSUMED else frozenset()
-            return value._replace(assumed=known | {fact})
+            if len(value.assumed) >= MAX_ASSUMED:
+                return UNKNOWN  # forgetting what the path chose would bring back paths that cannot run
+            return value._replace(assumed=value.assumed | {fact})
 
         narrowed = {
             k: normalize(frozenset(remember(v) for v in values if contrary not in v.assumed))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from gradlint.analysis.shapes import (
     FunctionNode,
     assigned_paths,
     assumptions,
+    conjuncts,
     has_modulo,
     module_statements,
     own_statements,
@@ -75,14 +77,15 @@ class ModuleIndex:
         """One walk over the whole module: who owns each function, which functions exist, and
         whether anything here can be a gradient event at all (most Python files have none)."""
         accelerator_constructors: list[ast.Call] = []
-        tested: set[str] = set()
+        tested: Counter[str] = Counter()
         expression_tests: list[ast.expr] = []
         assigned_in_loops: set[str] = set()
-        stack: list[tuple[ast.AST, ast.AST | None]] = [(self.tree, None)]
+        stack: list[tuple[ast.AST, ast.AST | None, bool]] = [(self.tree, None, False)]
         while stack:
-            node, owner = stack.pop()
+            node, owner, in_loop = stack.pop()
             for child in ast.iter_child_nodes(node):
                 child_owner = owner
+                child_in_loop = in_loop or isinstance(child, (ast.For, ast.AsyncFor, ast.While))
                 if isinstance(child, (*FunctionNode, ast.ClassDef)):
                     if owner is not None:
                         self.owner[child] = owner
@@ -91,9 +94,13 @@ class ModuleIndex:
                     child_owner = child
                 elif isinstance(child, ast.Attribute) and child.attr in names.GRADIENT_ATTRIBUTES:
                     self.has_gradient_code = True
-                elif isinstance(child, ast.If) and assumptions(child.test):
-                    tested.add(assumptions(child.test)[0][0])
-                    expression_tests.append(child.test)
+                elif isinstance(child, ast.If):
+                    for part in conjuncts(child.test):
+                        if assumptions(part):
+                            key = assumptions(part)[0][0]
+                            # an outcome matters again when the test repeats, in a loop or elsewhere
+                            tested[key] += 2 if in_loop else 1
+                            expression_tests.append(part)
                 elif isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
                     for statement in [child, *own_statements(child.body)]:
                         assigned_in_loops |= assigned_paths(statement)
@@ -103,15 +110,20 @@ class ModuleIndex:
                         self.uses_accumulate = True
                     elif callee in ("Accelerator", "Fabric"):
                         accelerator_constructors.append(child)
-                stack.append((child, child_owner))
+                stack.append((child, child_owner, child_in_loop))
         self.function_list.sort(key=lambda f: (f.lineno, f.col_offset))
         # Paths tested by an `if` are forgotten when assigned; an expression test is only tracked
         # when nothing it reads changes inside a loop (`if cfg.accum_steps > 1:`), as it is never forgotten.
         self.tested_paths = {key for key in tested if not key.startswith(TEST_KEY)}
-        self.tracked_tests = {key for key in tested if not key.startswith(TEST_KEY)} | {
+        invariant = {
             assumptions(test)[0][0]
             for test in expression_tests
             if not test_names(test) & assigned_in_loops and not has_modulo(test)
+        }
+        self.tracked_tests = {
+            key
+            for key, count in tested.items()
+            if count > 1 and (key in self.tested_paths or key in invariant)
         }
         return accelerator_constructors
 

@@ -88,6 +88,13 @@ def assumptions(test: ast.expr) -> tuple[tuple[str, bool], ...]:
 TEST_KEY = "<test>"
 
 
+def conjuncts(test: ast.expr) -> list[ast.expr]:
+    """`a and b and c` -> [a, b, c]; anything else -> [test]."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return [part for value in test.values for part in conjuncts(value)]
+    return [test]
+
+
 def has_modulo(node: ast.AST) -> bool:
     """`(i + 1) % n == 0` changes from one iteration to the next, whatever it reads."""
     return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in ast.walk(node))
