@@ -157,6 +157,8 @@ class ModuleAnalysis:
         self.flow_effects: dict[Flow, bool] = {}
 
     def flow_of(self, function: ast.FunctionDef | ast.AsyncFunctionDef | None) -> Flow:
+        if function not in self.flows and function is not None and self.index.is_inert(function):
+            self.flows[function] = Seq()  # a model's forward(), a data helper: nothing to follow
         if function not in self.flows:
             builder = FunctionBuilder(self.index, self.lines, function)
             self.builders[function] = builder

@@ -45,6 +45,7 @@ class ModuleIndex:
     accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
     has_gradient_code: bool = False
     tested_paths: set[str] = field(default_factory=set)  # names some `if` tests directly
+    function_names: set[str] = field(default_factory=set)
     tracked_tests: set[str] = field(default_factory=set)  # assumption keys worth following along paths
     function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
 
@@ -101,15 +102,14 @@ class ModuleIndex:
                             # an outcome matters again when the test repeats, in a loop or elsewhere
                             tested[key] += 2 if in_loop else 1
                             expression_tests.append(part)
-                elif isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
-                    for statement in [child, *own_statements(child.body)]:
-                        assigned_in_loops |= assigned_paths(statement)
                 elif isinstance(child, ast.Call):
                     callee = names.callee_name(child)
                     if callee in names.ACCUMULATE_CONTEXTS:
                         self.uses_accumulate = True
                     elif callee in ("Accelerator", "Fabric"):
                         accelerator_constructors.append(child)
+                if child_in_loop and isinstance(child, ast.stmt):
+                    assigned_in_loops |= assigned_paths(child)
                 stack.append((child, child_owner, child_in_loop))
         self.function_list.sort(key=lambda f: (f.lineno, f.col_offset))
         # Paths tested by an `if` are forgotten when assigned; an expression test is only tracked
@@ -126,6 +126,17 @@ class ModuleIndex:
             if count > 1 and (key in self.tested_paths or key in invariant)
         }
         return accelerator_constructors
+
+    def is_inert(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        """No gradient attribute and no call to a function of this module anywhere inside."""
+        if not self.function_names:
+            self.function_names = {f.name for f in self.function_list}
+        for node in ast.walk(function):
+            if isinstance(node, ast.Attribute) and node.attr in names.GRADIENT_ATTRIBUTES:
+                return False
+            if isinstance(node, ast.Call) and names.callee_name(node) in self.function_names:
+                return False
+        return True
 
     def class_of(self, function: ast.AST) -> ClassInfo | None:
         owner = self.owner.get(function)
