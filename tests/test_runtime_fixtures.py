@@ -22,13 +22,8 @@ FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 FIXTURES = sorted(FIXTURES_DIR.glob("*.py"))
 FIXTURE_IDS = [path.stem for path in FIXTURES]
 
-# Findings the runtime cannot see for a stated reason. Strict: if one starts passing, say so.
-RUNTIME_BLIND_SPOTS = {
-    "bug_GL102_manual_sgd_no_clear": (
-        "manual updates (`p -= lr * p.grad`, no optimizer object) are not traced: the tracer follows "
-        "the parameters of torch.optim optimizers only"
-    ),
-}
+# Findings the runtime cannot see, with the reason. Strict: if one starts passing, say so.
+RUNTIME_BLIND_SPOTS: dict[str, str] = {}
 
 
 def run_fixture(path: Path) -> dict:

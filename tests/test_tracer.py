@@ -121,7 +121,8 @@ def test_clears_no_patch_sees_are_noticed_from_the_ledger(clear: str) -> None:
                 else:
                     p.grad.zero_()
     assert [len(step.stale) for step in tracer.trace.steps] == [0, 0, 0]
-    assert len(tracer.trace.clears) == 2 and all(not c.sites for c in tracer.trace.clears)
+    # the last clear too: the tracer looks once more on exit
+    assert len(tracer.trace.clears) == 3 and all(not c.sites for c in tracer.trace.clears)
 
 
 def test_in_place_rescaling_of_gradients_is_not_mistaken_for_a_clear() -> None:
@@ -256,3 +257,15 @@ def test_cli_run_confirms_a_finding_in_json(tmp_path: Path, capsys: pytest.Captu
     assert "step at line 11 applied 4 backward passes, 3 of them already applied" in finding["evidence"]
     assert document["run"] == {"status": "max steps", "steps": 6, "backwards": 6}
     assert document["dynamic_only"] == []
+
+
+def test_manual_updates_without_an_optimizer_are_steps() -> None:
+    torch.manual_seed(0)
+    weight = torch.zeros(3, 1, requires_grad=True)
+    with Tracer() as tracer:
+        for _ in range(3):
+            (torch.randn(4, 3) @ weight).pow(2).mean().backward()
+            with torch.no_grad():
+                weight -= 0.1 * weight.grad  # never cleared: each update re-applies the old ones
+    assert [len(step.stale) for step in tracer.trace.steps] == [0, 1, 2]
+    assert {step.optimizer for step in tracer.trace.steps} == {0}

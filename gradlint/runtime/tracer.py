@@ -28,6 +28,8 @@ _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _GRADLINT_DIR = os.path.dirname(gradlint.__file__) + os.sep
 _STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
 MAX_STACK = 32
+MANUAL = 0  # the optimizer serial of manual updates (`p -= lr * p.grad`, no optimizer object)
+MAX_GRAPH_NODES = 10_000
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Trace:
     optimizers: dict[int, str] = field(default_factory=dict)  # serial -> class name
     applied_by: dict[int, set[int]] = field(default_factory=dict)  # backward id -> optimizers
     touched: set[int] = field(default_factory=set)  # backward passes that reached an optimizer's params
+    touched_manual: set[int] = field(default_factory=set)  # ... or only manually updated leaves
 
     def steps_of(self, optimizer: int) -> list[StepRecord]:
         return [step for step in self.steps if step.optimizer == optimizer]
@@ -103,6 +106,7 @@ class _ParamState:
     grad_id: int | None = None  # which .grad tensor, and its version, when we last looked
     version: int = -1
     modified: bool = False
+    param_version: int = 0  # for manual updates: `p -= lr * p.grad` bumps it
 
     def remember_grad(self) -> None:
         grad = self.param.grad
@@ -182,6 +186,7 @@ class Tracer:
         self._open_steps: list[tuple[int, bool, tuple[Site, ...], int]] = []
         self._amp_scales: set[int] = set()
         self._clearing = 0
+        self._walked_sites: set[Site | None] = set()
         self.active = False
 
     # -- entering and leaving ------------------------------------------------------------------
@@ -196,7 +201,11 @@ class Tracer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._uninstall()
+        try:
+            if self.active:  # the last manual update has no later event to reveal it
+                self._notice_unseen_changes(self._params.values())
+        finally:
+            self._uninstall()
 
     def _install(self) -> None:
         from torch.optim import optimizer as optimizer_module
@@ -261,6 +270,27 @@ class Tracer:
                     self._track(param, serial)
         return serial
 
+    def _track_manual_leaves(self, loss: Any) -> None:
+        """Leaves no optimizer owns: follow them too, in case the code updates them by hand."""
+        if MANUAL not in self.trace.optimizers:
+            self.trace.optimizers[MANUAL] = "manual update"
+            self._states_by_opt[MANUAL] = []
+            self._applied_by_opt[MANUAL] = set()
+        visited: list[Any] = []  # holds the nodes, so their ids stay theirs during the walk
+        seen: set[int] = set()
+        pending = [getattr(loss, "grad_fn", None)]
+        while pending and len(visited) < MAX_GRAPH_NODES:
+            node = pending.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            visited.append(node)
+            leaf = getattr(node, "variable", None)
+            if isinstance(leaf, torch.Tensor) and id(leaf) not in self._params:
+                self._track(leaf, MANUAL)
+                self._params[id(leaf)].param_version = leaf._version
+            pending.extend(next_node for next_node, _ in node.next_functions)
+
     def _track(self, param: torch.Tensor, serial: int) -> None:
         state = self._params.get(id(param))
         if state is None:
@@ -278,7 +308,7 @@ class Tracer:
         def hook(param: torch.Tensor) -> None:
             backward = self._current_backward or self._start_implicit_backward()
             state.ids.add(backward)
-            self.trace.touched.add(backward)
+            (self.trace.touched_manual if state.owners == {MANUAL} else self.trace.touched).add(backward)
             state.remember_grad()
 
         return hook
@@ -294,7 +324,15 @@ class Tracer:
         self._implicit_backward = None
 
     def _notice_unseen_changes(self, states: Iterable[_ParamState]) -> None:
-        """Catch clears no patch saw (`p.grad = None`, `p.grad.zero_()`) and in-place rescaling."""
+        """Catch clears no patch saw (`p.grad = None`, `p.grad.zero_()`) and in-place rescaling.
+
+        Manual updates come first: `p -= lr * p.grad; p.grad.zero_()` steps, then clears."""
+        states = list(states)
+        updated = [s for s in states if s.owners == {MANUAL} and s.param._version != s.param_version]
+        if updated:
+            for state in updated:
+                state.param_version = state.param._version
+            self._record_step(MANUAL, (), closure=False, since=0, states=updated)
         cleared = []
         for state in states:
             grad = state.param.grad
@@ -328,9 +366,17 @@ class Tracer:
         )
         return backward_id
 
-    def _record_step(self, serial: int, sites: tuple[Site, ...], closure: bool, since: int) -> StepRecord:
-        states = self._states_by_opt[serial]
-        self._notice_unseen_changes(states)
+    def _record_step(
+        self,
+        serial: int,
+        sites: tuple[Site, ...],
+        closure: bool,
+        since: int,
+        states: list[_ParamState] | None = None,
+    ) -> StepRecord:
+        if states is None:
+            states = self._states_by_opt[serial]
+            self._notice_unseen_changes(states)
         with_grad = [state for state in states if state.param.grad is not None]
         summed = set().union(*(state.ids for state in with_grad))
         applied = set(summed)
@@ -410,8 +456,12 @@ class Tracer:
             tensors = args[0] if args else kwargs.get("tensors")
             loss = tensors if isinstance(tensors, torch.Tensor) else next(iter(tensors or ()), None)
             retain = args[2] if len(args) > 2 else kwargs.get("retain_graph")
-            self._notice_unseen_changes(self._params.values())
             sites = user_sites(sys._getframe(1))
+            site = sites[0] if sites else None
+            if site not in self._walked_sites:  # once per backward line: graphs can be large
+                self._walked_sites.add(site)
+                self._track_manual_leaves(loss)
+            self._notice_unseen_changes(self._params.values())
             outer = self._current_backward
             self._current_backward = self._new_backward(
                 sites, loss_scale(loss, self._amp_scales), bool(retain)

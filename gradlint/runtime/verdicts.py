@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradlint.core import Finding
-from gradlint.runtime.tracer import BackwardRecord, ClearRecord, Site, StepRecord, Trace
+from gradlint.runtime.tracer import MANUAL, BackwardRecord, ClearRecord, Site, StepRecord, Trace
 
 CONFIRMED = "confirmed"
 REFUTED = "refuted"
@@ -117,8 +117,13 @@ def _stale_steps(trace: Trace, script: _Script) -> list[Violation]:
         worst = max(steps, key=lambda step: len(step.stale))
         name = trace.optimizers.get(worst.optimizer, "optimizer")
         all_steps = len(trace.steps_of(worst.optimizer))
+        what = (
+            f"a manual update after the backward at line {line}"
+            if worst.optimizer == MANUAL and not script.lines(worst.sites)
+            else f"{name} step at line {line}"
+        )
         evidence = (
-            f"{name} step at line {line} applied {len(worst.summed)} backward passes, "
+            f"{what} applied {len(worst.summed)} backward passes, "
             f"{len(worst.stale)} of them already applied by earlier steps "
             f"({len(steps)} of {all_steps} steps re-applied stale gradients)"
         )
@@ -170,9 +175,12 @@ def _discarded_before_a_step(trace: Trace) -> set[int]:
 def _unapplied_backwards(trace: Trace, script: _Script, discarded: set[int]) -> list[Violation]:
     """Backward passes no step ever used, where no later step missed them (that is GL103)."""
     by_line: dict[int, list[BackwardRecord]] = {}
+    judged = set(trace.touched)
+    if trace.steps_of(MANUAL):  # leaves updated by hand at least once: their steps are seen
+        judged |= trace.touched_manual
     for backward in trace.backwards.values():
-        if backward.id not in trace.touched or backward.id in discarded:
-            continue  # reached no optimizer's parameters: nothing to judge it by
+        if backward.id not in judged or backward.id in discarded:
+            continue  # reached no parameter whose updates we see: nothing to judge it by
         main, _ = _where(script, backward.sites)
         by_line.setdefault(main, []).append(backward)
     found = []
