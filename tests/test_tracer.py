@@ -269,3 +269,42 @@ def test_manual_updates_without_an_optimizer_are_steps() -> None:
                 weight -= 0.1 * weight.grad  # never cleared: each update re-applies the old ones
     assert [len(step.stale) for step in tracer.trace.steps] == [0, 1, 2]
     assert {step.optimizer for step in tracer.trace.steps} == {0}
+
+
+CLEAR_PER_EPOCH = """
+    import sys
+    import torch
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = [torch.randn(4, 3) for _ in range(int(sys.argv[1]))]
+    for epoch in range(3):
+        optimizer.zero_grad()
+        for x in batches:
+            model(x).pow(2).mean().backward()
+            optimizer.step()
+"""
+
+
+@pytest.mark.parametrize(
+    ("batches", "verdict", "evidence", "exit_code"),
+    [
+        ("0", "unreached", "line 11 never ran", 0),  # the step it names never ran
+        ("1", "refuted", "lines 8, 11 ran, and it never happened", 0),  # one step per clear
+        ("3", "confirmed", "3 backward passes, 2 of them already applied", 1),
+    ],
+)
+def test_each_verdict_on_one_finding(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    batches: str,
+    verdict: str,
+    evidence: str,
+    exit_code: int,
+) -> None:
+    import json
+
+    script = write_script(tmp_path, CLEAR_PER_EPOCH)
+    assert run_command(script, [batches], output_format="json") == exit_code
+    (finding,) = json.loads(capsys.readouterr().out)["findings"]
+    assert (finding["code"], finding["verdict"]) == ("GL101", verdict)
+    assert evidence in finding["evidence"]

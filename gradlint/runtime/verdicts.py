@@ -245,15 +245,20 @@ def judge(findings: Sequence[Finding], trace: Trace, path: str) -> tuple[list[Ve
         predicted.update(matching)
         if matching:
             verdicts.append(Verdict(finding, CONFIRMED, "; ".join(v.evidence for v in matching)))
-        elif lines & ran:
-            verdicts.append(
-                Verdict(
-                    finding, REFUTED, f"{_describe_lines(sorted(lines & ran))} ran, and it never happened"
-                )
-            )
         else:
-            verdicts.append(Verdict(finding, UNREACHED, f"{_describe_lines(sorted(lines))} never ran"))
+            verdicts.append(_not_seen(finding, lines, ran))
     return verdicts, [v for v in seen if v not in predicted]
+
+
+def _not_seen(finding: Finding, lines: set[int], ran: set[int]) -> Verdict:
+    """Refuted only if the events the finding names all ran: a step that never ran cannot go stale.
+
+    Its related lines are those events (the step, the backward); its own line may be one no patch
+    sees (`p.grad = None`)."""
+    needed = {related.location.line for related in finding.related} or {finding.location.line}
+    if needed <= ran:
+        return Verdict(finding, REFUTED, f"{_describe_lines(sorted(lines & ran))} ran, and it never happened")
+    return Verdict(finding, UNREACHED, f"{_describe_lines(sorted(needed - ran))} never ran")
 
 
 def _lines_that_ran(trace: Trace, script: _Script) -> set[int]:
