@@ -57,7 +57,12 @@ def check(facts: Facts) -> list[Finding]:
 def report(stale: StaleStep) -> Finding:
     step = stale.step
     loop = f" on every iteration of {loop_phrase(stale.step_loops[-1])}" if stale.step_loops else ""
-    fix = f"call `{stale.optimizer}.zero_grad()` before the forward pass or after the step"
+    clear = (
+        "set `p.grad = None` for each parameter"
+        if stale.optimizer == "parameters"
+        else (f"call `{stale.optimizer}.zero_grad()`")
+    )
+    fix = f"{clear} before the forward pass or after the step"
     if len(stale.backwards) == 1:
         backward = stale.backwards[0]
         message = (
