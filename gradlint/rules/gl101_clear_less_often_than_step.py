@@ -46,7 +46,7 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",
         "https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html",
     ),
-    fixable=True,
+    fixable=False,
     valid=(
         "for x, y in loader:\n"
         "    optimizer.zero_grad()\n"

@@ -38,7 +38,7 @@ RULE = Rule(
         "https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html",
         "https://pytorch.org/docs/stable/generated/torch.Tensor.backward.html",
     ),
-    fixable=True,
+    fixable=False,
     valid=(
         "for x, y in loader:\n"
         "    for p in model.parameters():\n"

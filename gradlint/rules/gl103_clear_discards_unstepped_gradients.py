@@ -43,7 +43,7 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",
         "https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-accumulation",
     ),
-    fixable=True,
+    fixable=False,
     valid=(
         "for i, (x, y) in enumerate(loader):\n"
         "    (loss_fn(model(x), y) / 4).backward()\n"

@@ -46,7 +46,7 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-accumulation",
         "https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation",
     ),
-    fixable=True,
+    fixable=False,
     valid=(
         "for i, (x, y) in enumerate(loader):\n"
         "    (loss_fn(model(x), y) / accum).backward()\n"
