@@ -7,6 +7,7 @@ source again. Nodes compare by identity: the same `Event` reached twice is the s
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -115,23 +116,35 @@ class Register:
 Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget]
 
 
-def walk_events(flow: Flow):
-    """Every Event in a flow, not entering calls."""
-    if isinstance(flow, Event):
-        yield flow
-        if flow.closure is not None:
-            yield from walk_events(flow.closure)
-    elif isinstance(flow, Seq):
-        for item in flow.items:
-            yield from walk_events(item)
-    elif isinstance(flow, Branch):
-        for arm in flow.arms:
-            yield from walk_events(arm)
-    elif isinstance(flow, (Loop, Gate)):
-        yield from walk_events(flow.body)
-    elif isinstance(flow, Try):
-        for part in (*flow.body, *flow.handlers, flow.orelse, flow.final):
-            yield from walk_events(part)
+def parts(flow: Flow) -> list[Flow]:
+    """The flows directly inside a node (a step's closure included)."""
+    if isinstance(flow, Seq):
+        return flow.items
+    if isinstance(flow, Branch):
+        return flow.arms
+    if isinstance(flow, (Loop, Gate)):
+        return [flow.body]
+    if isinstance(flow, Try):
+        return [*flow.body, *flow.handlers, flow.orelse, flow.final]
+    if isinstance(flow, Event) and flow.closure is not None:
+        return [flow.closure]
+    return []
+
+
+def walk(flow: Flow) -> Iterator[Flow]:
+    """Every node of a flow, not entering calls."""
+    yield flow
+    for part in parts(flow):
+        yield from walk(part)
+
+
+def walk_events(flow: Flow) -> Iterator[Event]:
+    return (node for node in walk(flow) if isinstance(node, Event))
+
+
+def walk_effects(flow: Flow) -> Iterator[Flow]:
+    """Events, calls and registrations in a flow (what a loop must be iterated for)."""
+    return (node for node in walk(flow) if isinstance(node, (Event, Call, Register)))
 
 
 def prune(flow: Flow) -> Flow | None:
@@ -152,7 +165,7 @@ def prune(flow: Flow) -> Flow | None:
         if body is None:
             return None
         if not any(True for _ in walk_effects(body)):
-            forgets = [node for node in walk_forgets(body)]
+            forgets: list[Flow] = [node for node in walk(body) if isinstance(node, Forget)]
             return Seq(forgets) if forgets else None
         flow.body = body
         return flow
@@ -166,36 +179,3 @@ def prune(flow: Flow) -> Flow | None:
         body = prune(flow.body)
         return Gate(body) if body is not None else None
     return flow
-
-
-def walk_effects(flow: Flow):
-    """Events, calls and registrations in a flow (what a loop must be iterated for)."""
-    if isinstance(flow, (Event, Call, Register)):
-        yield flow
-    elif isinstance(flow, Seq):
-        for item in flow.items:
-            yield from walk_effects(item)
-    elif isinstance(flow, Branch):
-        for arm in flow.arms:
-            yield from walk_effects(arm)
-    elif isinstance(flow, (Loop, Gate)):
-        yield from walk_effects(flow.body)
-    elif isinstance(flow, Try):
-        for part in (*flow.body, *flow.handlers, flow.orelse, flow.final):
-            yield from walk_effects(part)
-
-
-def walk_forgets(flow: Flow):
-    if isinstance(flow, Forget):
-        yield flow
-    elif isinstance(flow, Seq):
-        for item in flow.items:
-            yield from walk_forgets(item)
-    elif isinstance(flow, Branch):
-        for arm in flow.arms:
-            yield from walk_forgets(arm)
-    elif isinstance(flow, (Loop, Gate)):
-        yield from walk_forgets(flow.body)
-    elif isinstance(flow, Try):
-        for part in (*flow.body, *flow.handlers, flow.orelse, flow.final):
-            yield from walk_forgets(part)
