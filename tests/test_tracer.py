@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from gradlint.runtime.run import NEEDS_TORCH, run_command, trace_script  # noqa: E402
+from gradlint.runtime.run import NEEDS_TORCH, NO_CUDA, run_command, trace_script  # noqa: E402
 from gradlint.runtime.tracer import Tracer, loss_scale  # noqa: E402
 
 
@@ -255,7 +255,13 @@ def test_cli_run_confirms_a_finding_in_json(tmp_path: Path, capsys: pytest.Captu
     (finding,) = document["findings"]
     assert (finding["code"], finding["line"], finding["verdict"]) == ("GL101", 8, "confirmed")
     assert "step at line 11 applied 4 backward passes, 3 of them already applied" in finding["evidence"]
-    assert document["run"] == {"status": "max steps", "steps": 6, "backwards": 6}
+    assert document["run"] == {
+        "status": "max steps",
+        "steps": 6,
+        "backwards": 6,
+        "device": None,
+        "cuda_used": False,
+    }
     assert document["dynamic_only"] == []
 
 
@@ -308,3 +314,38 @@ def test_each_verdict_on_one_finding(
     (finding,) = json.loads(capsys.readouterr().out)["findings"]
     assert (finding["code"], finding["verdict"]) == ("GL101", verdict)
     assert evidence in finding["evidence"]
+
+
+def test_device_cuda_without_cuda_is_a_one_line_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gradlint.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    script = write_script(tmp_path, "raise SystemExit('must not run')\n")
+    assert main(["run", script, "--device", "cuda"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == NO_CUDA + "\n" and captured.out == ""
+
+
+def test_device_cpu_runs_there_and_says_cuda_was_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from gradlint.cli import main
+
+    script = write_script(tmp_path, STALE_LOOP)
+    args = ["run", script, "--max-steps", "2", "--device", "cpu", "--", "--epochs", "2"]
+    assert main(args) == 1
+    assert capsys.readouterr().out.splitlines()[-1].endswith("; cuda used: no")
+    assert main([*args[:-3], "--format", "json", *args[-3:]]) == 1
+    run = json.loads(capsys.readouterr().out)["run"]
+    assert (run["device"], run["cuda_used"]) == ("cpu", False)
+
+
+def test_the_default_device_is_set_for_the_run_and_restored_after(tmp_path: Path) -> None:
+    script = write_script(tmp_path, "import torch\nassert torch.empty(1).device.type == 'meta'\n")
+    _, outcome = trace_script(script, [], max_steps=None, timeout=None, device="meta")
+    assert outcome.status == "finished"
+    assert torch.empty(1).device.type == "cpu"

@@ -26,6 +26,8 @@ EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
 NEEDS_TORCH = "gradlint run needs torch: pip install 'gradlint[runtime]'"
+NO_CUDA = "gradlint: error: --device cuda, but torch.cuda.is_available() is False"
+DEVICES = ("cpu", "cuda")
 
 
 class _StopRun(BaseException):
@@ -37,6 +39,8 @@ class RunOutcome:
     status: str  # "finished", "exited N", "max steps", "timeout", "error: ..."
     steps: int
     backwards: int
+    device: str | None = None  # the default device asked for; None: the program's own choice
+    cuda_used: bool = False  # CUDA was initialised or an optimizer held a CUDA parameter
 
 
 def run_command(
@@ -45,11 +49,15 @@ def run_command(
     max_steps: int | None = None,
     timeout: float | None = None,
     output_format: str = "text",
+    device: str | None = None,
 ) -> int:
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         print(NEEDS_TORCH, file=sys.stderr)
+        return EXIT_ERROR
+    if device == "cuda" and not torch.cuda.is_available():
+        print(NO_CUDA, file=sys.stderr)
         return EXIT_ERROR
     from gradlint.runtime.verdicts import CONFIRMED, judge
 
@@ -62,7 +70,7 @@ def run_command(
     # JSON goes to stdout alone: the program's own prints go to stderr then.
     program_stdout = sys.stderr if output_format == "json" else sys.stdout
     with contextlib.redirect_stdout(program_stdout):
-        trace, outcome = trace_script(script, script_args, max_steps, timeout)
+        trace, outcome = trace_script(script, script_args, max_steps, timeout, device)
     verdicts, dynamic_only = judge(findings, trace, script)
     if output_format == "json":
         report = format_run_json(script, findings, verdicts, dynamic_only, outcome)
@@ -75,9 +83,17 @@ def run_command(
 
 
 def trace_script(
-    script: str, script_args: Sequence[str], max_steps: int | None, timeout: float | None
+    script: str,
+    script_args: Sequence[str],
+    max_steps: int | None,
+    timeout: float | None,
+    device: str | None = None,
 ) -> tuple[Any, RunOutcome]:
-    """Run `script` as __main__ under the tracer until it ends, steps `max_steps` times, or times out."""
+    """Run `script` as __main__ under the tracer until it ends, steps `max_steps` times, or times out.
+
+    With `device`, tensors the program creates without naming a device land there."""
+    import torch
+
     from gradlint.runtime.tracer import StepRecord, Tracer
 
     def on_step(record: StepRecord) -> None:
@@ -86,7 +102,7 @@ def trace_script(
 
     tracer = Tracer(on_step=on_step)
     status = "finished"
-    with _as_main(script, script_args), _alarm(timeout):
+    with _as_main(script, script_args), _alarm(timeout), _default_device(device):
         try:
             with tracer:
                 runpy.run_path(script, run_name="__main__")
@@ -99,7 +115,24 @@ def trace_script(
             traceback.print_exc()
             status = f"error: {type(error).__name__}: {error}"
     trace = tracer.trace
-    return trace, RunOutcome(status, len(trace.steps), len(trace.backwards))
+    cuda_used = "cuda" in trace.devices or torch.cuda.is_initialized()
+    return trace, RunOutcome(status, len(trace.steps), len(trace.backwards), device, cuda_used)
+
+
+@contextlib.contextmanager
+def _default_device(device: str | None) -> Iterator[None]:
+    if device is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_default_device()
+    torch.set_default_device(device)
+    try:
+        yield
+    finally:
+        # None drops the device context altogether, as it was before anything set one.
+        torch.set_default_device(None if previous == torch.device("cpu") else previous)
 
 
 @contextlib.contextmanager
@@ -152,7 +185,8 @@ def format_run_text(
     summary = ", ".join(f"{count} {name}" for name, count in counts.items())
     lines.append(
         f"run {outcome.status}: {outcome.steps} optimizer steps, {outcome.backwards} backward passes; "
-        f"{len(verdicts)} findings: {summary}; {len(dynamic_only)} dynamic-only"
+        f"{len(verdicts)} findings: {summary}; {len(dynamic_only)} dynamic-only; "
+        f"cuda used: {'yes' if outcome.cuda_used else 'no'}"
     )
     return "".join(line + "\n" for line in lines)
 
@@ -177,7 +211,13 @@ def format_run_json(
         {"path": script, "line": v.line, "code": v.code, "verdict": "dynamic-only", "evidence": v.evidence}
         for v in dynamic_only
     ]
-    document["run"] = {"status": outcome.status, "steps": outcome.steps, "backwards": outcome.backwards}
+    document["run"] = {
+        "status": outcome.status,
+        "steps": outcome.steps,
+        "backwards": outcome.backwards,
+        "device": outcome.device,
+        "cuda_used": outcome.cuda_used,
+    }
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -186,7 +226,10 @@ def add_parser(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="run a training script under the tracer and confirm findings",
-        usage="gradlint run SCRIPT [--max-steps N] [--timeout S] [--format text|json] [-- ARGS]",
+        usage=(
+            "gradlint run SCRIPT [--max-steps N] [--timeout S] [--device cpu|cuda] [--format text|json]"
+            " [-- ARGS]"
+        ),
     )
     run.add_argument("script", metavar="SCRIPT", help="the Python program to run as __main__")
     _add_options(run)
@@ -199,6 +242,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
     parser.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--device", choices=DEVICES, help="the default device for tensors the script creates")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -214,10 +258,12 @@ def main(args: argparse.Namespace) -> int:
     if options:
         late = argparse.ArgumentParser(prog="gradlint run")
         _add_options(late)
-        late.set_defaults(max_steps=args.max_steps, timeout=args.timeout, format=args.format)
+        late.set_defaults(
+            max_steps=args.max_steps, timeout=args.timeout, format=args.format, device=args.device
+        )
         late.parse_args(options, namespace=args)
     if args.max_steps is not None and args.max_steps < 1:
         args.run_parser.error("--max-steps must be at least 1")
     if args.timeout is not None and args.timeout <= 0:
         args.run_parser.error("--timeout must be positive")
-    return run_command(args.script, script_args, args.max_steps, args.timeout, args.format)
+    return run_command(args.script, script_args, args.max_steps, args.timeout, args.format, args.device)

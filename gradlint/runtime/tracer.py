@@ -93,6 +93,7 @@ class Trace:
     applied_by: dict[int, set[int]] = field(default_factory=dict)  # backward id -> optimizers
     touched: set[int] = field(default_factory=set)  # backward passes that reached an optimizer's params
     touched_manual: set[int] = field(default_factory=set)  # ... or only manually updated leaves
+    devices: set[str] = field(default_factory=set)  # device types of the parameters followed
 
     def steps_of(self, optimizer: int) -> list[StepRecord]:
         return [step for step in self.steps if step.optimizer == optimizer]
@@ -296,6 +297,7 @@ class Tracer:
         if state is None:
             state = _ParamState(param, {serial})
             state.remember_grad()
+            self.trace.devices.add(param.device.type)
             self._params[id(param)] = state
             if param.requires_grad:
                 handle = param.register_post_accumulate_grad_hook(_disable(self._accumulated(state)))
