@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gradlint.analysis import analyse
+from gradlint.analysis.names import GRADIENT_ATTRIBUTES
 from gradlint.core import Finding
 from gradlint.rules import resolve_codes, selected_rules
 
@@ -68,10 +69,25 @@ def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | No
 
 
 def check_source(text: str, filename: str = "<unknown>", codes: Iterable[str] | None = None) -> list[Finding]:
-    """Parse, analyse and drop findings silenced by `# noqa` on their line."""
+    """Parse, analyse and drop findings silenced by `# noqa` on their line.
+
+    Every file is parsed, so one that is not Python is always reported; only a file that has
+    gradient vocabulary is analysed."""
     tree = parse_source(text, filename)
+    if not may_have_gradient_events(text):
+        return []
     lines = text.splitlines()
     return [f for f in check_tree(tree, lines, codes) if not is_suppressed(f, lines)]
+
+
+def may_have_gradient_events(text: str) -> bool:
+    """False only when no gradient attribute (`.backward`, `.step`, `.grad`...) can be in `text`.
+
+    The analysis finds nothing in a module without one, and most Python files have none: a substring
+    search is far cheaper than walking the tree to learn that."""
+    if not text.isascii():
+        return True  # identifiers are NFKC-normalised: `step` in fullwidth letters is `step`
+    return any(name in text for name in GRADIENT_ATTRIBUTES)
 
 
 def is_suppressed(finding: Finding, lines: Sequence[str]) -> bool:
