@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="no line per finding: files not checked and a count only"
     )
     check.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+    runtime_run.add_confirm_options(check)
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
     explain = commands.add_parser("explain", help="a rule's full documentation")
     explain.add_argument("code", metavar="CODE", help="a rule code such as GL101, or its name")
@@ -93,6 +94,8 @@ def run_check(args: argparse.Namespace) -> int:
     except (ConfigError, UnknownCodeError) as error:
         print(f"gradlint: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    if args.confirm:
+        return runtime_run.confirm_command(args, lambda path: config.codes_for(path, codes))
     checked = [
         check_path(path, config.codes_for(None if path == STDIN else path, codes))
         for path in expand_paths(args.paths, config.exclude)

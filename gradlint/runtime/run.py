@@ -13,19 +13,20 @@ import runpy
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from gradlint.checker import FileResult, SourceError, check_source
-from gradlint.files import read_source
+from gradlint.files import STDIN, read_source
+from gradlint.notebooks import is_notebook
 from gradlint.report import format_json, format_text
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
-NEEDS_TORCH = "gradlint run needs torch: pip install 'gradlint[runtime]'"
+NEEDS_TORCH = "gradlint run and check --confirm need torch: pip install 'gradlint[runtime]'"
 NO_CUDA = "gradlint: error: --device cuda, but torch.cuda.is_available() is False"
 DEVICES = ("cpu", "cuda")
 
@@ -51,35 +52,70 @@ def run_command(
     output_format: str = "text",
     device: str | None = None,
 ) -> int:
+    if not _torch_ready(device):
+        return EXIT_ERROR
+    try:
+        confirmation = confirm_script(script, script_args, max_steps, timeout, output_format, device)
+    except (OSError, SourceError) as error:
+        print(f"gradlint: error: {script}: {getattr(error, 'message', error)}", file=sys.stderr)
+        return EXIT_ERROR
+    format_run = format_run_json if output_format == "json" else format_run_text
+    sys.stdout.write(format_run(*confirmation.report_parts()))
+    sys.stdout.flush()
+    return EXIT_FINDINGS if confirmation.failed else EXIT_CLEAN
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """One script's static findings, their verdicts, and what else its run showed."""
+
+    script: str
+    findings: Sequence[Any]
+    verdicts: Sequence[Any]
+    dynamic_only: Sequence[Any]
+    outcome: RunOutcome
+
+    @property
+    def failed(self) -> bool:
+        # verdicts.CONFIRMED, spelled out: importing verdicts imports torch
+        return bool(self.dynamic_only) or any(v.verdict == "confirmed" for v in self.verdicts)
+
+    def report_parts(self) -> tuple[str, Sequence[Any], Sequence[Any], Sequence[Any], RunOutcome]:
+        return self.script, self.findings, self.verdicts, self.dynamic_only, self.outcome
+
+
+def _torch_ready(device: str | None) -> bool:
+    """Whether torch, and the device asked for, are there; if not, says so on one line."""
     try:
         import torch
     except ImportError:
         print(NEEDS_TORCH, file=sys.stderr)
-        return EXIT_ERROR
+        return False
     if device == "cuda" and not torch.cuda.is_available():
         print(NO_CUDA, file=sys.stderr)
-        return EXIT_ERROR
-    from gradlint.runtime.verdicts import CONFIRMED, judge
+        return False
+    return True
 
-    try:
-        text = read_source(script)
-        findings = check_source(text, script)
-    except (OSError, SourceError) as error:
-        print(f"gradlint: error: {script}: {getattr(error, 'message', error)}", file=sys.stderr)
-        return EXIT_ERROR
+
+def confirm_script(
+    script: str,
+    script_args: Sequence[str],
+    max_steps: int | None,
+    timeout: float | None,
+    output_format: str = "text",
+    device: str | None = None,
+    codes: Iterable[str] | None = None,
+) -> Confirmation:
+    """Check `script` statically, run it under the tracer, judge each finding. Raises OSError, SourceError."""
+    from gradlint.runtime.verdicts import judge
+
+    findings = check_source(read_source(script), script, codes)
     # JSON goes to stdout alone: the program's own prints go to stderr then.
     program_stdout = sys.stderr if output_format == "json" else sys.stdout
     with contextlib.redirect_stdout(program_stdout):
         trace, outcome = trace_script(script, script_args, max_steps, timeout, device)
     verdicts, dynamic_only = judge(findings, trace, script)
-    if output_format == "json":
-        report = format_run_json(script, findings, verdicts, dynamic_only, outcome)
-    else:
-        report = format_run_text(script, findings, verdicts, dynamic_only, outcome)
-    sys.stdout.write(report)
-    sys.stdout.flush()
-    failed = dynamic_only or any(v.verdict == CONFIRMED for v in verdicts)
-    return EXIT_FINDINGS if failed else EXIT_CLEAN
+    return Confirmation(script, findings, verdicts, dynamic_only, outcome)
 
 
 def trace_script(
@@ -170,6 +206,7 @@ def format_run_text(
     verdicts: Sequence[Any],
     dynamic_only: Sequence[Any],
     outcome: RunOutcome,
+    name_the_script: bool = False,
 ) -> str:
     lines: list[str] = []
     for verdict in verdicts:
@@ -184,7 +221,8 @@ def format_run_text(
     }
     summary = ", ".join(f"{count} {name}" for name, count in counts.items())
     lines.append(
-        f"run {outcome.status}: {outcome.steps} optimizer steps, {outcome.backwards} backward passes; "
+        (f"{script}: " if name_the_script else "")
+        + f"run {outcome.status}: {outcome.steps} optimizer steps, {outcome.backwards} backward passes; "
         f"{len(verdicts)} findings: {summary}; {len(dynamic_only)} dynamic-only; "
         f"cuda used: {'yes' if outcome.cuda_used else 'no'}"
     )
@@ -267,3 +305,80 @@ def main(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         args.run_parser.error("--timeout must be positive")
     return run_command(args.script, script_args, args.max_steps, args.timeout, args.format, args.device)
+
+
+# `gradlint check --confirm`: a bounded run per file, since a linted file may train for days.
+CONFIRM_MAX_STEPS = 50
+CONFIRM_TIMEOUT = 60.0
+
+
+def add_confirm_options(check: argparse.ArgumentParser) -> None:
+    """`gradlint check --confirm` and the run options that go with it."""
+    check.add_argument(
+        "--confirm",
+        action="store_true",
+        help="also run each file under the tracer and give each finding a verdict (needs torch)",
+    )
+    check.add_argument(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help=f"with --confirm: steps per run (default {CONFIRM_MAX_STEPS})",
+    )
+    check.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help=f"with --confirm: seconds per run (default {CONFIRM_TIMEOUT:g})",
+    )
+    check.add_argument("--device", choices=DEVICES, help="with --confirm: the default device for each run")
+
+
+def confirm_command(args: argparse.Namespace, codes_for: Callable[[str], Iterable[str]]) -> int:
+    """`gradlint check --confirm FILE...`: what `gradlint run` does, for each file, in one report."""
+    refused = [path for path in args.paths if path == STDIN or os.path.isdir(path)]
+    if refused or args.format not in ("text", "json"):
+        why = (
+            f"--confirm runs programs: name files, not {refused[0]}" if refused else "--confirm: text or json"
+        )
+        print(f"gradlint: error: {why}", file=sys.stderr)
+        return EXIT_ERROR
+    if not _torch_ready(args.device):
+        return EXIT_ERROR
+    max_steps = args.max_steps or CONFIRM_MAX_STEPS
+    timeout = args.timeout or CONFIRM_TIMEOUT
+    confirmations: list[Confirmation] = []
+    errors: list[FileResult] = []
+    for path in dict.fromkeys(args.paths):
+        try:
+            if is_notebook(path):
+                raise SourceError("a notebook cannot be run: export it to a script first")
+            confirmations.append(
+                confirm_script(path, (), max_steps, timeout, args.format, args.device, codes_for(path))
+            )
+        except SourceError as error:
+            errors.append(FileResult(path, error=error))
+        except OSError as error:
+            errors.append(FileResult(path, error=SourceError(str(error.strerror or error))))
+    if args.format == "json":
+        report = _confirmations_json(confirmations, errors)
+    else:
+        runs = [format_run_text(*c.report_parts(), name_the_script=True) for c in confirmations]
+        report = "".join(runs) + format_text(errors)
+    sys.stdout.write(report)
+    sys.stdout.flush()
+    if errors:
+        return EXIT_ERROR
+    return EXIT_FINDINGS if any(c.failed for c in confirmations) else EXIT_CLEAN
+
+
+def _confirmations_json(confirmations: Sequence[Confirmation], errors: Sequence[FileResult]) -> str:
+    document = json.loads(format_json(list(errors)))
+    document["dynamic_only"] = []
+    document["runs"] = []
+    for confirmation in confirmations:
+        one = json.loads(format_run_json(*confirmation.report_parts()))
+        document["findings"].extend(one["findings"])
+        document["dynamic_only"].extend(one["dynamic_only"])
+        document["runs"].append({"path": confirmation.script, **one["run"]})
+    return json.dumps(document, indent=2) + "\n"
