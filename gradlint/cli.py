@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from gradlint import __version__
-from gradlint.checker import FileResult, SourceError, check_source
+from gradlint.batch import check_paths, default_jobs
+from gradlint.checker import FileResult
 from gradlint.config import ConfigError, Selection, discover
-from gradlint.files import STDIN, display_name, expand_paths, read_source
-from gradlint.notebooks import check_notebook, is_notebook
+from gradlint.files import STDIN, expand_paths
 from gradlint.report import format_github, format_json, format_statistics, format_summary, format_text
 from gradlint.ruledocs import all_rules, find_rule, rule_markdown, rules_table_text
 from gradlint.rules import UnknownCodeError
@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="no line per finding: files not checked and a count only"
     )
     check.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+    check.add_argument(
+        "-j",
+        "--jobs",
+        type=job_count,
+        default=default_jobs(),
+        help="processes to check with (default: all cores)",
+    )
     runtime_run.add_confirm_options(check)
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
     explain = commands.add_parser("explain", help="a rule's full documentation")
@@ -71,6 +78,12 @@ def explain(code: str) -> int:
         return EXIT_ERROR
     write_report(rule_markdown(rule))
     return EXIT_CLEAN
+
+
+def job_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, 1 or more: {value!r}")
+    return int(value)
 
 
 def code_list(value: str) -> list[str]:
@@ -96,33 +109,16 @@ def run_check(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if args.confirm:
         return runtime_run.confirm_command(args, lambda path: config.codes_for(path, codes))
-    checked = [
-        check_path(path, config.codes_for(None if path == STDIN else path, codes))
+    work = [
+        (path, frozenset(config.codes_for(None if path == STDIN else path, codes)))
         for path in expand_paths(args.paths, config.exclude)
     ]
+    checked = check_paths(work, args.jobs)
     results = [result for result, _ in checked]
     report = render(args, results, {result.path: text for result, text in checked if text})
     if not write_report(report, args.output_file):
         return EXIT_ERROR
     return exit_code(results)
-
-
-def check_path(path: str, codes: Iterable[str]) -> tuple[FileResult, str]:
-    """One file's result, and its text if it has findings (for the snippets under them).
-
-    Never raises: one file that cannot be checked must not hide the findings in the others.
-    """
-    name = display_name(path)
-    try:
-        text = read_source(path)
-        if is_notebook(path):  # its text is JSON: no source lines to show under a finding
-            return FileResult(name, tuple(check_notebook(text, name, codes))), ""
-        findings = tuple(check_source(text, name, codes))
-        return FileResult(name, findings), text if findings else ""
-    except SourceError as error:
-        return FileResult(name, error=error), ""
-    except Exception as error:  # a bug in gradlint: say so for this file, keep checking the others
-        return FileResult(name, error=SourceError(f"internal error: {type(error).__name__}: {error}")), ""
 
 
 def render(args: argparse.Namespace, results: list[FileResult], sources: dict[str, str]) -> str:

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 from samples import BROKEN_SOURCE, BUG_COL, BUG_LINE, BUGGY_LOOP, CLEAN_LOOP, with_comment_on_bug_line
 
-from gradlint import __version__, cli
+from gradlint import __version__, batch, cli
 from gradlint.checker import FileResult, SourceError
 from gradlint.core import Finding, Location, Related
 from gradlint.files import expand_paths
@@ -393,14 +393,14 @@ def test_unreadable_file(tmp_path, capsys, monkeypatch):
 def test_internal_error_is_reported_for_that_file_and_the_others_are_checked(tmp_path, capsys, monkeypatch):
     crashing = write(tmp_path, "crash.py", CLEAN_LOOP)
     buggy = write(tmp_path, "buggy.py", BUGGY_LOOP)
-    real_check = cli.check_source
+    real_check = batch.check_source
 
     def crash_on_one_file(text, filename, codes):
         if filename == crashing:
             raise RuntimeError("boom")
         return real_check(text, filename, codes)
 
-    monkeypatch.setattr(cli, "check_source", crash_on_one_file)
+    monkeypatch.setattr(batch, "check_source", crash_on_one_file)
     code, out, err = gradlint(capsys, "check", crashing, buggy)
     assert code == 2
     assert_one_line_error(out, err, crashing, "internal error: RuntimeError: boom")
