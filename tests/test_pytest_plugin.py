@@ -50,20 +50,105 @@ def test_fixture_records_steps(gradtrace):
 """
 
 
-def test_marker_fails_only_marked_tests_with_gradient_bugs(tmp_path: Path) -> None:
-    (tmp_path / "test_training.py").write_text(textwrap.dedent(TESTS), encoding="utf-8")
+def child_pytest(tmp_path: Path, tests: str, *options: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "test_training.py").write_text(textwrap.dedent(tests), encoding="utf-8")
     # By module name, whether or not this environment has the entry point installed.
     load = ["-p", "no:gradlint", "-p", "gradlint.runtime.pytest_plugin"]
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", *load, "test_training.py"],
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            *load,
+            *options,
+            "test_training.py",
+        ],
         cwd=tmp_path,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    out = result.stdout
+
+
+def test_marker_fails_only_marked_tests_with_gradient_bugs(tmp_path: Path) -> None:
+    out = child_pytest(tmp_path, TESTS).stdout
     assert "1 failed, 3 passed" in out, out[-3000:]
     assert "FAILED test_training.py::test_stale_loop_fails" in out
     assert "GL101" in out and "already applied by earlier steps" in out
     assert "PluggyTeardownRaisedWarning" not in out
+
+
+SELECTION_TESTS = """
+import pytest
+import torch
+
+
+def stale_loop():
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    for _ in range(3):
+        model(torch.randn(4, 3)).pow(2).mean().backward()
+        optimizer.step()
+
+
+def unscaled_accumulation():
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        for _ in range(4):
+            model(torch.randn(4, 3)).pow(2).mean().backward()
+        optimizer.step()
+
+
+@pytest.mark.gradlint
+def test_stale():
+    stale_loop()
+
+
+@pytest.mark.gradlint
+def test_unscaled():
+    unscaled_accumulation()
+
+
+@pytest.mark.gradlint(ignore=["GL301"])
+def test_unscaled_ignored_by_its_marker():
+    unscaled_accumulation()
+
+
+@pytest.mark.gradlint(select="GL3")
+def test_stale_outside_its_markers_selection():
+    stale_loop()
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "failed"),
+    [
+        ((), ["test_stale", "test_unscaled"]),
+        (("--gradlint-ignore", "GL1"), ["test_unscaled"]),
+        (("--gradlint-select", "GL101,GL102"), ["test_stale"]),
+        (("--gradlint-select", "GL301", "--gradlint-ignore", "GL301"), []),
+    ],
+)
+def test_codes_are_chosen_by_options_and_marker_arguments(
+    tmp_path: Path, options: tuple[str, ...], failed: list[str]
+) -> None:
+    out = child_pytest(tmp_path, SELECTION_TESTS, *options).stdout
+    assert (
+        sorted(line.split("::")[1].split()[0] for line in out.splitlines() if line.startswith("FAILED"))
+        == failed
+    )
+    assert f"{len(failed)} failed" in out if failed else "4 passed" in out, out[-3000:]
+
+
+def test_an_unknown_code_is_a_usage_error(tmp_path: Path) -> None:
+    result = child_pytest(tmp_path, SELECTION_TESTS, "--gradlint-select", "GL999")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "unknown rule code 'GL999'" in result.stderr
