@@ -1,4 +1,5 @@
-"""Checking many files: each on its own, in worker processes when there are enough to share out.
+"""Checking many files: each on its own, from the cache when it can, in worker processes when there
+are enough to share out.
 
 Results come back in the order the paths were given, whichever worker finished first, so the
 report of `-j 8` is the report of `-j 1`.
@@ -6,13 +7,15 @@ report of `-j 8` is the report of `-j 1`.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from gradlint.checker import FileResult, SourceError, check_source
-from gradlint.files import STDIN, display_name, read_source
+from gradlint.cache import Cache, Result
+from gradlint.checker import FileResult, SourceError, check_source, decode_source
+from gradlint.files import STDIN, display_name, read_data
 from gradlint.notebooks import check_notebook, is_notebook
 
 # Starting a worker costs about as much as checking a few ordinary files; below this many files
@@ -26,43 +29,61 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
-def check_paths(work: Sequence[tuple[str, frozenset[str]]], jobs: int) -> list[Checked]:
+def check_paths(
+    work: Sequence[tuple[str, frozenset[str]]], jobs: int, cache: Cache | None = None
+) -> list[Checked]:
     """`check_path` over each (path, codes), with up to `jobs` processes; results in `work`'s order."""
     workers = min(jobs, len(work) // FILES_PER_WORKER)
     # Standard input can only be read here, in the process that has it.
     shared = [index for index, (path, _) in enumerate(work) if path != STDIN]
     if workers < 2 or len(shared) < 2:
-        return [check_path(path, codes) for path, codes in work]
+        return [check_path(path, codes, cache) for path, codes in work]
     results: list[Checked | None] = [None] * len(work)
     try:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             paths = [work[index][0] for index in shared]
             codes = [work[index][1] for index in shared]
             chunk = max(1, len(shared) // (workers * 8))  # small enough that no worker idles long
-            for index, result in zip(shared, pool.map(check_path, paths, codes, chunksize=chunk)):
+            checked = pool.map(check_path, paths, codes, itertools.repeat(cache), chunksize=chunk)
+            for index, result in zip(shared, checked):
                 results[index] = result
     except (OSError, BrokenProcessPool):
         # No processes to be had here (a sandbox without semaphores), or a worker died: the files
         # are still checked, in this process.
-        return [check_path(path, codes) for path, codes in work]
-    return [
-        result if result is not None else check_path(*work[index]) for index, result in enumerate(results)
-    ]
+        return [check_path(path, codes, cache) for path, codes in work]
+    return [result or check_path(*work[index], cache) for index, result in enumerate(results)]
 
 
-def check_path(path: str, codes: Iterable[str]) -> Checked:
+def check_path(path: str, codes: Iterable[str], cache: Cache | None = None) -> Checked:
     """One file's result, and its text if it has findings (for the snippets under them).
 
     Never raises: one file that cannot be checked must not hide the findings in the others.
     """
     name = display_name(path)
     try:
-        text = read_source(path)
-        if is_notebook(path):  # its text is JSON: no source lines to show under a finding
-            return FileResult(name, tuple(check_notebook(text, name, codes))), ""
-        findings = tuple(check_source(text, name, codes))
-        return FileResult(name, findings), text if findings else ""
+        data = read_data(path)
     except SourceError as error:
         return FileResult(name, error=error), ""
+    notebook = is_notebook(path)
+    key = cache.key(data, codes, notebook) if cache is not None else ""
+    result = cache.load(key) if cache is not None else None
+    if result is None:
+        result, known = check_data(data, name, codes, notebook)
+        if cache is not None and known:
+            cache.store(key, result)
+    findings, problem = result
+    # A notebook's text is JSON: no source lines to show under a finding.
+    text = decode_source(data) if findings and not notebook else ""
+    return FileResult(name, findings, problem), text
+
+
+def check_data(data: bytes, name: str, codes: Iterable[str], notebook: bool) -> tuple[Result, bool]:
+    """The findings or the error, and whether they are the file's own (not a bug in gradlint)."""
+    try:
+        text = decode_source(data)
+        findings = check_notebook(text, name, codes) if notebook else check_source(text, name, codes)
+        return (tuple(findings), None), True
+    except SourceError as error:
+        return ((), error), True
     except Exception as error:  # a bug in gradlint: say so for this file, keep checking the others
-        return FileResult(name, error=SourceError(f"internal error: {type(error).__name__}: {error}")), ""
+        return ((), SourceError(f"internal error: {type(error).__name__}: {error}")), False

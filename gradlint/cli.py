@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from gradlint import __version__
 from gradlint.batch import check_paths, default_jobs
+from gradlint.cache import cache_for
 from gradlint.checker import FileResult
 from gradlint.config import ConfigError, Selection, discover
 from gradlint.files import STDIN, expand_paths
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_jobs(),
         help="processes to check with (default: all cores)",
     )
+    check.add_argument("--no-cache", action="store_true", help="neither read nor write .gradlint_cache/")
     runtime_run.add_confirm_options(check)
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
     explain = commands.add_parser("explain", help="a rule's full documentation")
@@ -113,7 +115,7 @@ def run_check(args: argparse.Namespace) -> int:
         (path, frozenset(config.codes_for(None if path == STDIN else path, codes)))
         for path in expand_paths(args.paths, config.exclude)
     ]
-    checked = check_paths(work, args.jobs)
+    checked = check_paths(work, args.jobs, None if args.no_cache else cache_for(config.path))
     results = [result for result, _ in checked]
     report = render(args, results, {result.path: text for result, text in checked if text})
     if not write_report(report, args.output_file):

@@ -67,7 +67,12 @@ def display_name(path: str) -> str:
 
 def read_source(path: str) -> str:
     """The text of `path` (or of stdin for `-`); any reason it cannot be had becomes a SourceError."""
-    return decode_source(read_stdin() if path == STDIN else read_file(path))
+    return decode_source(read_data(path))
+
+
+def read_data(path: str) -> bytes:
+    """The bytes of `path` (or of stdin for `-`), for a SourceError as `read_source`."""
+    return read_stdin() if path == STDIN else read_file(path)
 
 
 def read_file(path: str) -> bytes:

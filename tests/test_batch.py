@@ -46,11 +46,14 @@ def pools(monkeypatch) -> list[int]:
 
 @pytest.mark.parametrize("format", ["text", "json"])
 def test_two_processes_report_what_one_does(tree, capsys, pools, format):
-    one = gradlint(capsys, "check", "-j", "1", "--format", format, str(tree))
+    one = gradlint(capsys, "check", "--no-cache", "-j", "1", "--format", format, str(tree))
     assert pools == []
-    two = gradlint(capsys, "check", "-j", "2", "--format", format, str(tree))
+    two = gradlint(capsys, "check", "--no-cache", "-j", "2", "--format", format, str(tree))
     assert pools == [2]
     assert two == one
+    # The workers write the cache, and read it back: the same report again.
+    assert gradlint(capsys, "check", "-j", "2", "--format", format, str(tree)) == one
+    assert gradlint(capsys, "check", "-j", "2", "--format", format, str(tree)) == one
     assert one[0] == 2 and "cannot parse" in one[1] and "GL101" in one[1]  # errors and findings both crossed
 
 

@@ -1,0 +1,131 @@
+"""The cache: a re-run over an unchanged tree reads its results; any change, or --no-cache, checks
+again; an entry that cannot be read is checked again, never a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from samples import BROKEN_SOURCE, BUGGY_LOOP, CLEAN_LOOP
+
+from gradlint import batch, cli
+from gradlint.cache import CACHE_DIRECTORY, CACHE_DIRECTORY_VARIABLE, result_from_json, result_to_json
+from gradlint.checker import check_source
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def gradlint(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    """A project with a config, a buggy file, a clean one and one that is not Python."""
+    monkeypatch.delenv(CACHE_DIRECTORY_VARIABLE)
+    (tmp_path / "pyproject.toml").write_text("[tool.gradlint]\nignore = []\n")
+    (tmp_path / "buggy.py").write_text(BUGGY_LOOP)
+    (tmp_path / "clean.py").write_text(CLEAN_LOOP)
+    (tmp_path / "broken.py").write_text(BROKEN_SOURCE)
+    return tmp_path
+
+
+@pytest.fixture
+def analyses(monkeypatch) -> list[str]:
+    """The files really analysed, not read from the cache."""
+    seen: list[str] = []
+
+    def counting(text, filename, codes):
+        seen.append(os.path.basename(filename))
+        return check_source(text, filename, codes)
+
+    monkeypatch.setattr(batch, "check_source", counting)
+    return seen
+
+
+def test_a_rerun_reads_the_cache_and_reports_the_same(project, capsys, analyses, monkeypatch):
+    first = gradlint(capsys, "check", "--format", "json", str(project))
+    assert sorted(analyses) == ["broken.py", "buggy.py", "clean.py"]
+
+    def refuse(*args):
+        raise AssertionError("analysed a file whose result is cached")
+
+    monkeypatch.setattr(batch, "check_source", refuse)
+    assert gradlint(capsys, "check", "--format", "json", str(project)) == first
+    assert first[0] == 2 and "GL101" in first[1] and "cannot parse" in first[1]
+
+
+def test_the_cache_is_beside_the_config_and_git_ignores_it(project, capsys, monkeypatch):
+    monkeypatch.chdir(project.parent)
+    gradlint(capsys, "check", str(project))
+    cache = project / CACHE_DIRECTORY
+    assert (cache / ".gitignore").read_text().endswith("*\n") and (cache / "CACHEDIR.TAG").exists()
+    assert len(list((cache / "v1").iterdir())) == 3
+
+
+def test_without_a_config_the_cache_is_in_the_current_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(CACHE_DIRECTORY_VARIABLE)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "buggy.py").write_text(BUGGY_LOOP)
+    gradlint(capsys, "check", "src")
+    assert len(list((tmp_path / CACHE_DIRECTORY / "v1").iterdir())) == 1
+
+
+def test_a_changed_file_is_checked_again(project, capsys, analyses):
+    gradlint(capsys, "check", str(project))
+    (project / "clean.py").write_text(BUGGY_LOOP + "# edited\n")  # not buggy.py's bytes: that is cached
+    _, out, _ = gradlint(capsys, "check", str(project))
+    assert analyses[3:] == ["clean.py"]
+    assert f"{project / 'clean.py'}:7:5: GL101 " in out
+
+
+def test_a_changed_selection_checks_every_file_again(project, capsys, analyses):
+    gradlint(capsys, "check", str(project))
+    (project / "pyproject.toml").write_text('[tool.gradlint]\nignore = ["GL101"]\n')
+    _, out, _ = gradlint(capsys, "check", str(project))
+    assert sorted(analyses[3:]) == ["broken.py", "buggy.py", "clean.py"]
+    assert "GL101" not in out
+    gradlint(capsys, "check", "--select", "GL101", str(project))
+    assert len(analyses) == 9
+
+
+def test_no_cache_neither_reads_nor_writes(project, capsys, analyses):
+    gradlint(capsys, "check", str(project))
+    gradlint(capsys, "check", "--no-cache", str(project))
+    assert len(analyses) == 6
+    (project / "new.py").write_text(CLEAN_LOOP)
+    gradlint(capsys, "check", "--no-cache", str(project / "new.py"))
+    assert len(list((project / CACHE_DIRECTORY / "v1").iterdir())) == 3
+
+
+@pytest.mark.parametrize("content", ["", "{not json", '{"findings": [{"code": 1}], "error": null}', "[]"])
+def test_a_corrupt_entry_is_checked_again(project, capsys, analyses, content):
+    first = gradlint(capsys, "check", str(project))
+    for entry in (project / CACHE_DIRECTORY / "v1").iterdir():
+        entry.write_text(content)
+    assert gradlint(capsys, "check", str(project)) == first
+    assert len(analyses) == 6
+
+
+def test_an_internal_error_is_not_cached(project, capsys, monkeypatch):
+    monkeypatch.setattr(batch, "check_source", lambda *args: 1 / 0)
+    _, out, _ = gradlint(capsys, "check", str(project / "clean.py"))
+    assert "internal error: ZeroDivisionError" in out
+    monkeypatch.setattr(batch, "check_source", check_source)
+    assert gradlint(capsys, "check", str(project / "clean.py")) == (0, "", "")
+
+
+def test_an_unwritable_cache_only_costs_time(project, capsys, monkeypatch):
+    (project / CACHE_DIRECTORY).write_text("a file where the directory should be")
+    assert gradlint(capsys, "check", str(project / "clean.py")) == (0, "", "")
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.py")), ids=lambda path: path.name)
+def test_a_result_survives_the_round_trip(path):
+    findings = tuple(check_source(path.read_text(), str(path)))
+    assert result_from_json(json.loads(json.dumps(result_to_json((findings, None))))) == (findings, None)
