@@ -22,6 +22,7 @@ from gradlint.checker import FileResult, SourceError, check_source
 from gradlint.files import STDIN, read_source
 from gradlint.notebooks import is_notebook
 from gradlint.report import format_json, format_text
+from gradlint.runtime import ranks
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -29,6 +30,9 @@ EXIT_ERROR = 2
 NEEDS_TORCH = "gradlint run and check --confirm need torch: pip install 'gradlint[runtime]'"
 NO_CUDA = "gradlint: error: --device cuda, but torch.cuda.is_available() is False"
 DEVICES = ("cpu", "cuda")
+
+
+_KEPT_UNTIL_EXIT: list[dict[str, Any]] = []
 
 
 class _StopRun(BaseException):
@@ -59,9 +63,22 @@ def run_command(
     except (OSError, SourceError) as error:
         print(f"gradlint: error: {script}: {getattr(error, 'message', error)}", file=sys.stderr)
         return EXIT_ERROR
+    missing: list[int] = []
+    distributed = ranks.world()
+    if distributed is not None:  # under torchrun: rank 0 reports for all
+        rank, size = distributed
+        if rank != 0:
+            ranks.hand_over(json.loads(format_run_json(*confirmation.report_parts())), rank)
+            print(f"gradlint: rank {rank}: report handed to rank 0", file=sys.stderr)
+            return EXIT_CLEAN
+        reports, missing = ranks.collect(size)
+        confirmation = ranks.merge(confirmation, reports, missing)
     format_run = format_run_json if output_format == "json" else format_run_text
     sys.stdout.write(format_run(*confirmation.report_parts()))
     sys.stdout.flush()
+    if missing:
+        print(f"gradlint: error: no report from rank {', '.join(map(str, missing))}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_FINDINGS if confirmation.failed else EXIT_CLEAN
 
 
@@ -141,7 +158,11 @@ def trace_script(
     with _as_main(script, script_args), _alarm(timeout), _default_device(device):
         try:
             with tracer:
-                runpy.run_path(script, run_name="__main__")
+                namespace = runpy.run_path(script, run_name="__main__")
+            if ranks.world() is not None:
+                # Freeing a DDP model or process group can wait on the other ranks: let the
+                # program's objects live until the interpreter exits, as when Python runs it.
+                _KEPT_UNTIL_EXIT.append(namespace)
         except _StopRun as stop:
             status = str(stop)
         except SystemExit as exit_:
