@@ -40,10 +40,13 @@ def check_paths(
         return [check_path(path, codes, cache) for path, codes in work]
     results: list[Checked | None] = [None] * len(work)
     try:
+        # Largest first, in small chunks: a few long files then cannot all land on one worker
+        # while the others finish the short ones and wait.
+        shared.sort(key=lambda index: -file_size(work[index][0]))
         with ProcessPoolExecutor(max_workers=workers) as pool:
             paths = [work[index][0] for index in shared]
             codes = [work[index][1] for index in shared]
-            chunk = max(1, len(shared) // (workers * 8))  # small enough that no worker idles long
+            chunk = max(1, len(shared) // (workers * 32))
             checked = pool.map(check_path, paths, codes, itertools.repeat(cache), chunksize=chunk)
             for index, result in zip(shared, checked):
                 results[index] = result
@@ -52,6 +55,13 @@ def check_paths(
         # are still checked, in this process.
         return [check_path(path, codes, cache) for path, codes in work]
     return [result or check_path(*work[index], cache) for index, result in enumerate(results)]
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # reading it will say why, in its own result
 
 
 def check_path(path: str, codes: Iterable[str], cache: Cache | None = None) -> Checked:
