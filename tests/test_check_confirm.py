@@ -43,10 +43,24 @@ def test_the_step_budget_applies_and_verdicts_are_in_json(capsys: pytest.Capture
     assert [(run["status"], run["steps"]) for run in document["runs"]] == [("max steps", 3)] * 2
 
 
-@pytest.mark.parametrize("path", [str(FIXTURES), "-"])
-def test_only_files_are_run(path: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--confirm", path]) == 2
-    assert capsys.readouterr().err.startswith("gradlint: error: --confirm runs programs: name files")
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ([str(FIXTURES)], "--confirm runs programs: name files, not "),
+        (["-"], "--confirm runs programs: name files, not -"),
+        ([CLEAN, "--format", "sarif"], "--confirm reports as text or json, not sarif"),
+        ([CLEAN, "--quiet"], "--quiet does not apply to --confirm"),
+        ([CLEAN, "--output-file", "report.txt"], "--output-file does not apply to --confirm"),
+        ([CLEAN, "--max-steps", "0"], "--max-steps must be at least 1"),
+        ([CLEAN, "--timeout", "-1"], "--timeout must be positive"),
+    ],
+)
+def test_what_confirm_cannot_do_is_a_one_line_usage_error(
+    options: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--confirm", *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gradlint: error: {message}") and err.count("\n") == 1
 
 
 def test_without_torch_it_says_how_to_get_it(

@@ -357,11 +357,8 @@ def add_confirm_options(check: argparse.ArgumentParser) -> None:
 
 def confirm_command(args: argparse.Namespace, codes_for: Callable[[str], Iterable[str]]) -> int:
     """`gradlint check --confirm FILE...`: what `gradlint run` does, for each file, in one report."""
-    refused = [path for path in args.paths if path == STDIN or os.path.isdir(path)]
-    if refused or args.format not in ("text", "json"):
-        why = (
-            f"--confirm runs programs: name files, not {refused[0]}" if refused else "--confirm: text or json"
-        )
+    why = _confirm_usage_error(args)
+    if why:
         print(f"gradlint: error: {why}", file=sys.stderr)
         return EXIT_ERROR
     if not _torch_ready(args.device):
@@ -391,6 +388,22 @@ def confirm_command(args: argparse.Namespace, codes_for: Callable[[str], Iterabl
     if errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if any(c.failed for c in confirmations) else EXIT_CLEAN
+
+
+def _confirm_usage_error(args: argparse.Namespace) -> str | None:
+    refused = [path for path in args.paths if path == STDIN or os.path.isdir(path)]
+    if refused:
+        return f"--confirm runs programs: name files, not {refused[0]}"
+    if args.format not in ("text", "json"):
+        return f"--confirm reports as text or json, not {args.format}"
+    unsupported = [name for name in ("quiet", "statistics", "output_file") if getattr(args, name, None)]
+    if unsupported:
+        return f"--{unsupported[0].replace('_', '-')} does not apply to --confirm"
+    if args.max_steps is not None and args.max_steps < 1:
+        return "--max-steps must be at least 1"
+    if args.timeout is not None and args.timeout <= 0:
+        return "--timeout must be positive"
+    return None
 
 
 def _confirmations_json(confirmations: Sequence[Confirmation], errors: Sequence[FileResult]) -> str:
