@@ -349,3 +349,17 @@ def test_the_default_device_is_set_for_the_run_and_restored_after(tmp_path: Path
     _, outcome = trace_script(script, [], max_steps=None, timeout=None, device="meta")
     assert outcome.status == "finished"
     assert torch.empty(1).device.type == "cpu"
+
+
+def test_a_compiled_model_is_traced_and_torch_is_restored() -> None:
+    """torch.compile runs the forward through Dynamo; the hooks must neither break it nor be compiled."""
+    before = patched_functions()
+    model, optimizer = model_and_optimizer()
+    compiled = torch.compile(model, backend="eager")
+    with Tracer() as tracer:
+        optimizer.zero_grad()
+        for _ in range(3):
+            compiled(torch.randn(4, 3)).pow(2).mean().backward()
+            optimizer.step()
+    assert [len(step.stale) for step in tracer.trace.steps] == [0, 1, 2]
+    assert patched_functions() == before
