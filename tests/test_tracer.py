@@ -19,6 +19,7 @@ def patched_functions() -> dict[str, object]:
     from torch.optim import optimizer as optimizer_module
 
     scaler = torch.amp.GradScaler
+    schedulers = torch.optim.lr_scheduler
     return {
         "autograd.backward": torch.autograd.backward,
         "Optimizer.__init__": torch.optim.Optimizer.__dict__["__init__"],
@@ -30,6 +31,16 @@ def patched_functions() -> dict[str, object]:
         "GradScaler.update": scaler.__dict__["update"],
         "clip_grad_value_": torch.nn.utils.clip_grad_value_,
         "_clip_grads_with_norm_": torch.nn.utils.clip_grad._clip_grads_with_norm_,
+        **{
+            f"{cls.__name__}.step": cls.__dict__["step"]
+            for cls in (
+                schedulers.LRScheduler,
+                schedulers.ReduceLROnPlateau,
+                schedulers.SequentialLR,
+                schedulers.ChainedScheduler,
+                schedulers.CosineAnnealingWarmRestarts,
+            )
+        },
         "pre hooks": dict(optimizer_module._global_optimizer_pre_hooks),
         "post hooks": dict(optimizer_module._global_optimizer_post_hooks),
     }
@@ -363,3 +374,117 @@ def test_a_compiled_model_is_traced_and_torch_is_restored() -> None:
             optimizer.step()
     assert [len(step.stale) for step in tracer.trace.steps] == [0, 1, 2]
     assert patched_functions() == before
+
+
+def test_scheduler_steps_are_recorded_after_the_optimizer_steps_they_follow() -> None:
+    before = patched_functions()
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+        for _ in range(3):
+            optimizer.zero_grad()
+            backward(model)
+            optimizer.step()
+            scheduler.step()
+    assert patched_functions() == before
+    records = tracer.trace.scheduler_steps
+    # the constructor's own step is recorded, marked initial: rules leave it out
+    assert [record.initial for record in records] == [True, False, False, False]
+    assert {(record.scheduler, record.optimizer) for record in records} == {("StepLR", 1)}
+    steps = tracer.trace.steps
+    assert records[0].index < steps[0].index
+    assert [record.index > step.index for record, step in zip(records[1:], steps, strict=True)] == [True] * 3
+    assert [record.index < step.index for record, step in zip(records[1:-1], steps[1:], strict=True)] == [
+        True
+    ] * 2
+    assert all(record.sites and record.sites[0].path == __file__ for record in records)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_a_step_inside_a_custom_constructor_is_initial() -> None:
+    class Halving(torch.optim.lr_scheduler.LRScheduler):
+        def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+            super().__init__(optimizer)
+            self.step()  # old-style warm start, outside _initial_step
+
+        def get_lr(self) -> list[float]:
+            return [group["lr"] / 2 for group in self.optimizer.param_groups]
+
+        def step(self, epoch: int | None = None) -> None:
+            super().step(epoch)  # the base step: part of this one, not a second event
+
+    _, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        scheduler = Halving(optimizer)
+        scheduler.step()
+    assert [(r.scheduler, r.initial) for r in tracer.trace.scheduler_steps] == [
+        ("Halving", True),
+        ("Halving", True),
+        ("Halving", False),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_reduce_lr_on_plateau_and_chained_schedulers_step_once_each() -> None:
+    model, optimizer = model_and_optimizer()
+    schedulers = torch.optim.lr_scheduler
+    with Tracer() as tracer:
+        plateau = schedulers.ReduceLROnPlateau(optimizer)
+        backward(model)
+        optimizer.step()
+        plateau.step(0.5)
+    (record,) = tracer.trace.scheduler_steps
+    assert (record.scheduler, record.optimizer, record.initial) == ("ReduceLROnPlateau", 1, False)
+    assert record.index > tracer.trace.steps[0].index
+
+    with Tracer() as tracer:
+        chained = schedulers.ChainedScheduler(
+            [schedulers.StepLR(optimizer, 1), schedulers.ExponentialLR(optimizer, 0.9)]
+        )
+        chained.step()
+        warm = schedulers.CosineAnnealingWarmRestarts(optimizer, T_0=2)
+        warm.step()
+    names = [(r.scheduler, r.initial) for r in tracer.trace.scheduler_steps]
+    assert names == [
+        ("StepLR", True),
+        ("ExponentialLR", True),
+        ("ChainedScheduler", False),  # its members' steps are part of it
+        ("CosineAnnealingWarmRestarts", True),
+        ("CosineAnnealingWarmRestarts", False),
+    ]
+
+
+def test_clipping_is_recorded_with_its_kind_between_backward_and_step() -> None:
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        backward(model)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_value_((p for p in model.parameters()), 0.1)
+        optimizer.step()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # too late: after the step
+    clips = tracer.trace.clips
+    assert [clip.kind for clip in clips] == ["norm", "value", "norm"]
+    (backward_record,) = tracer.trace.backwards.values()
+    (step,) = tracer.trace.steps
+    assert backward_record.index < clips[0].index < clips[1].index < step.index < clips[2].index
+    assert all(clip.scaled_by_amp is False for clip in clips)  # no GradScaler scaled anything
+    assert all(p.grad.abs().max() <= 0.1 for p in model.parameters())  # the generator was not used up
+    assert not tracer.trace.clears and not step.stale
+
+
+def test_clipping_before_unscale_is_on_scaled_gradients() -> None:
+    scaler = torch.amp.GradScaler("cpu")
+    if not scaler.is_enabled():
+        pytest.skip("GradScaler('cpu') is disabled on this torch")
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        for unscale_first in (False, True):
+            optimizer.zero_grad()
+            scaler.scale(model(torch.randn(4, 3)).pow(2).mean()).backward()
+            if unscale_first:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+    assert [clip.scaled_by_amp for clip in tracer.trace.clips] == [True, False]
+    assert len(tracer.trace.steps) == 2

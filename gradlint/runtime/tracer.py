@@ -84,11 +84,30 @@ class ScalerRecord:
 
 
 @dataclass
+class SchedulerRecord:
+    index: int
+    sites: tuple[Site, ...]
+    scheduler: str  # class name
+    optimizer: int | None  # the serial of the optimizer it drives, when the tracer knows it
+    initial: bool  # the constructor's own step (`_is_initial`, or called inside `__init__`)
+
+
+@dataclass
+class ClipRecord:
+    index: int
+    sites: tuple[Site, ...]
+    kind: str  # "norm" or "value"
+    scaled_by_amp: bool | None  # the gradients still held GradScaler's scale; None: cannot tell
+
+
+@dataclass
 class Trace:
     backwards: dict[int, BackwardRecord] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)
     clears: list[ClearRecord] = field(default_factory=list)
     scaler_events: list[ScalerRecord] = field(default_factory=list)
+    scheduler_steps: list[SchedulerRecord] = field(default_factory=list)
+    clips: list[ClipRecord] = field(default_factory=list)
     optimizers: dict[int, str] = field(default_factory=dict)  # serial -> class name
     applied_by: dict[int, set[int]] = field(default_factory=dict)  # backward id -> optimizers
     touched: set[int] = field(default_factory=set)  # backward passes that reached an optimizer's params
@@ -186,6 +205,8 @@ class Tracer:
         self._last_retained_forward: int | None = None
         self._open_steps: list[tuple[int, bool, tuple[Site, ...], int]] = []
         self._amp_scales: set[int] = set()
+        self._scalers: dict[int, Any] = {}  # id(scaler) -> scaler, those that scaled a loss
+        self._scheduler_depth = 0  # inside a scheduler step: nested steps are part of it
         self._clearing = 0
         self._walked_sites: set[Site | None] = set()
         self.active = False
@@ -227,11 +248,13 @@ class Tracer:
             self._patch(scaler, "update", self._wrap_scaler_update)
         clip_module = torch.nn.utils.clip_grad
         if hasattr(clip_module, "_clip_grads_with_norm_"):
-            self._patch(clip_module, "_clip_grads_with_norm_", self._wrap_grad_rewrite)
-        self._patch(torch.nn.utils, "clip_grad_value_", self._wrap_grad_rewrite)
+            self._patch(clip_module, "_clip_grads_with_norm_", self._wrap_grad_rewrite("norm"))
+        self._patch(torch.nn.utils, "clip_grad_value_", self._wrap_grad_rewrite("value"))
+        for scheduler_class in _scheduler_classes():
+            self._patch(scheduler_class, "step", self._wrap_scheduler_step)
         with warnings.catch_warnings():  # isinstance on some lazy torch modules warns
             warnings.simplefilter("ignore")
-            existing = [obj for obj in gc.get_objects() if isinstance(obj, torch.optim.Optimizer)]
+            existing = [obj for obj in gc.get_objects() if _is_optimizer(obj)]
         for optimizer in existing:  # optimizers built before tracing began
             self._discover(optimizer)
 
@@ -519,6 +542,7 @@ class Tracer:
             result = original(scaler, outputs)
             if getattr(scaler, "_scale", None) is not None:
                 self._amp_scales.add(scaler._scale.data_ptr())
+                self._scalers[id(scaler)] = scaler
             return result
 
         return scale
@@ -558,14 +582,123 @@ class Tracer:
 
         return update
 
-    def _wrap_grad_rewrite(self, original: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_grad_rewrite(self, kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Clipping rewrites .grad in place: neither a clear nor an accumulation rescale."""
 
-        def rewrite(*args: Any, **kwargs: Any) -> Any:
-            self._notice_unseen_changes(self._params.values())
-            result = original(*args, **kwargs)
-            for state in self._params.values():
-                state.remember_grad()
-            return result
+        def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+            def rewrite(*args: Any, **kwargs: Any) -> Any:
+                args, kwargs, params = _materialize_parameters(args, kwargs)
+                self._notice_unseen_changes(self._params.values())
+                scaled = self._scaled_by_amp(params)
+                result = original(*args, **kwargs)
+                sites = user_sites(sys._getframe(1))
+                self.trace.clips.append(ClipRecord(next(self._clock), sites, kind, scaled))
+                for state in self._params.values():
+                    state.remember_grad()
+                return result
 
-        return rewrite
+            return rewrite
+
+        return wrap
+
+    def _scaled_by_amp(self, params: list[Any] | None) -> bool | None:
+        """Whether the clipped gradients still hold a GradScaler's scale: some enabled scaler that
+        scaled a loss has not unscaled the optimizer owning them (its stage is READY)."""
+        scalers = [s for s in self._scalers.values() if getattr(s, "_enabled", False)]
+        if not scalers:
+            return False  # no loss was scaled while tracing
+        if params is None:
+            return None
+        owners: set[int] = set()
+        for param in params:
+            state = self._params.get(id(param))
+            if state is not None and state.param is param and param.grad is not None:
+                owners |= state.owners - {MANUAL}
+        optimizers = [opt for serial, opt in self._optimizers.values() if serial in owners]
+        if not optimizers:
+            return None
+        stages = [
+            getattr(scaler, "_per_optimizer_states", {}).get(id(optimizer))
+            for scaler in scalers
+            for optimizer in optimizers
+        ]
+        # no entry yet is READY: the scaler makes one at unscale_ or step, and drops all at update
+        names = [None if stage is None else getattr(stage.get("stage"), "name", None) for stage in stages]
+        return any(name in (None, "READY") for name in names)
+
+    def _wrap_scheduler_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def step(scheduler: Any, *args: Any, **kwargs: Any) -> Any:
+            if self._scheduler_depth or not self.active:  # a subclass calling the base step,
+                return original(scheduler, *args, **kwargs)  # or a chained scheduler's members
+            frame = sys._getframe(1)
+            known = self._optimizers.get(id(getattr(scheduler, "optimizer", None)))
+            serial = known[0] if known is not None and known[1] is scheduler.optimizer else None
+            initial = bool(getattr(scheduler, "_is_initial", False)) or _inside_init_of(scheduler, frame)
+            self.trace.scheduler_steps.append(
+                SchedulerRecord(
+                    next(self._clock), user_sites(frame), type(scheduler).__name__, serial, initial
+                )
+            )
+            self._scheduler_depth += 1
+            try:
+                return original(scheduler, *args, **kwargs)
+            finally:
+                self._scheduler_depth -= 1
+
+        return step
+
+
+def _is_optimizer(obj: object) -> bool:
+    try:
+        return isinstance(obj, torch.optim.Optimizer)
+    except ReferenceError:  # a weakref.proxy whose object is gone (torch.compile leaves some)
+        return False
+
+
+def _scheduler_classes() -> list[type]:
+    """LRScheduler and the torch subclasses that define their own `step`."""
+    module = torch.optim.lr_scheduler
+    base = getattr(module, "LRScheduler", None)
+    if base is None:
+        return []
+    names = ["ReduceLROnPlateau", "SequentialLR", "ChainedScheduler", "CosineAnnealingWarmRestarts"]
+    found = [getattr(module, name, None) for name in names]
+    return [base] + [
+        cls for cls in found if isinstance(cls, type) and cls is not base and "step" in cls.__dict__
+    ]
+
+
+def _inside_init_of(obj: Any, frame: FrameType | None) -> bool:
+    """Whether `obj.__init__` is on the stack near `frame` (a step the constructor makes)."""
+    for _ in range(MAX_STACK):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == "__init__" and code.co_argcount and frame.f_locals.get(code.co_varnames[0]) is obj:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _materialize_parameters(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any], list[Any] | None]:
+    """The clipped parameters as a list, and the call's arguments with a generator replaced by it."""
+    if args:
+        parameters = args[0]
+    elif "parameters" in kwargs:
+        parameters = kwargs["parameters"]
+    else:
+        return args, kwargs, None
+    if isinstance(parameters, torch.Tensor):
+        return args, kwargs, [parameters]
+    if not isinstance(parameters, (list, tuple)):
+        try:
+            parameters = list(parameters)
+        except TypeError:
+            return args, kwargs, None
+        if args:
+            args = (parameters, *args[1:])
+        else:
+            kwargs = {**kwargs, "parameters": parameters}
+    return args, kwargs, list(parameters)
