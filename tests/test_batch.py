@@ -8,17 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import gradlint
 from samples import BROKEN_SOURCE, BUGGY_LOOP
 
 from gradlint import batch, cli
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-
-
-def gradlint(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -8,19 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import gradlint
 from samples import BROKEN_SOURCE, BUGGY_LOOP, CLEAN_LOOP
 
-from gradlint import batch, cli
+from gradlint import batch
 from gradlint.cache import CACHE_DIRECTORY, CACHE_DIRECTORY_VARIABLE, result_from_json, result_to_json
 from gradlint.checker import check_source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-
-
-def gradlint(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

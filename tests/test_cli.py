@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from helpers import gradlint, write
 from samples import BROKEN_SOURCE, BUG_COL, BUG_LINE, BUGGY_LOOP, CLEAN_LOOP, with_comment_on_bug_line
 
 from gradlint import __version__, batch, cli
@@ -84,22 +85,6 @@ JSON_SCHEMA = {
         },
     },
 }
-
-
-def gradlint(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def write(directory: Path, name: str, content: str | bytes) -> str:
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
-    return str(path)
 
 
 def reported_codes(out: str) -> list[str]:

@@ -9,26 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import gradlint, write
 from samples import BROKEN_SOURCE, BUG_COL, BUG_LINE, BUGGY_LOOP, CLEAN_LOOP
 
-from gradlint import cli
 from gradlint.files import expand_paths
 from gradlint.globs import compile_pattern
 
 BUG = f":{BUG_LINE}:{BUG_COL}: GL101 "
-
-
-def gradlint(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def write(directory: Path, name: str, content: str) -> str:
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content)
-    return str(path)
 
 
 def config(directory: Path, body: str, name: str = "pyproject.toml") -> str:

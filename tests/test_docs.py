@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import gradlint
 
-from gradlint import cli
 from gradlint.rules import ALL_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,12 +23,6 @@ SECTIONS = [
     "## How the runtime confirms it",
     "## References",
 ]
-
-
-def gradlint(capsys, *args: str) -> tuple[int, str, str]:
-    exit_code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return exit_code, out, err
 
 
 def load_generator():

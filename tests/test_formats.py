@@ -10,9 +10,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from helpers import gradlint, write
 from samples import BROKEN_SOURCE, BUG_COL, BUG_LINE, BUGGY_LOOP, CLEAN_LOOP
 
-from gradlint import __version__, cli
+from gradlint import __version__
 from gradlint.checker import FileResult, SourceError
 from gradlint.core import Finding, Location, Related
 from gradlint.report import format_github, format_statistics
@@ -21,19 +22,6 @@ from gradlint.sarif import format_sarif
 
 # The repository lives beside shared/ (here and in CI's clone).
 SARIF_SCHEMA = Path(__file__).parents[2] / "shared" / "schemas" / "sarif-schema-2.1.0.json"
-
-
-def gradlint(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def write(directory: Path, name: str, content: str) -> str:
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content)
-    return str(path)
 
 
 def finding(line: int = 2, cell: int | None = None, message: str = "the clear runs less often") -> Finding:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from helpers import gradlint, write
 
-from gradlint import cli
 from gradlint.checker import SourceError
 from gradlint.notebooks import check_notebook, python_lines
 
@@ -83,19 +82,6 @@ def myth_notebook_with_epoch_loop_around_cells() -> str:
             "        optimizer.step()\n"
         ),
     )
-
-
-def gradlint(capsys, *args: str) -> tuple[int, str, str]:
-    exit_code = cli.main(list(args))
-    out, err = capsys.readouterr()
-    return exit_code, out, err
-
-
-def write(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return str(path)
 
 
 # --- the zero_grad myth, split over cells ------------------------------------------------------------
