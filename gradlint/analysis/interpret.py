@@ -42,7 +42,7 @@ from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, parameters
 from gradlint.core import EventKind
 
 MANY = 2
-MAX_VALUES = 48  # per optimizer; past this the state is widened to "unknown" (silence, not a guess)
+MAX_VALUES = 48  # per optimizer; past this normalize() widens to "unknown" (silence, not a guess)
 MAX_PASSES = 12
 MAX_CALL_DEPTH = 8
 MAX_ASSUMED = 8  # if-outcomes a path remembers; past this it is widened to unknown (silence)
@@ -90,7 +90,6 @@ class Frame:
     stack: tuple[ast.FunctionDef | ast.AsyncFunctionDef | None, ...] = ()  # None: the module body
     parent: Frame | None = None
     gated: bool = False
-    root_params: frozenset[str] = frozenset()
 
 
 def join(a: State | None, b: State | None) -> State | None:
@@ -134,12 +133,6 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
             )
         )
     return frozenset(merged.values())
-
-
-def widen(state: State) -> State:
-    return {
-        key: values if len(values) <= MAX_VALUES else frozenset({UNKNOWN}) for key, values in state.items()
-    }
 
 
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
@@ -245,9 +238,8 @@ class RootInterpreter:
 
     def interpret_root(self) -> None:
         function = self.function
-        params = frozenset(parameters(function)) if function is not None else frozenset()
         builder = self.analysis.builders[function]
-        frame = Frame(function, {}, frozenset(builder.locals), "", stack=(function,), root_params=params)
+        frame = Frame(function, {}, frozenset(builder.locals), "", stack=(function,))
         state = {key: frozenset({Grad()}) for key in self.optimizers | self.engines}
         self.interpret(self.analysis.flow_of(function), state, frame)
 
@@ -371,7 +363,7 @@ class RootInterpreter:
             raises = join(raises, outcome.raises)
             back = cross(join(outcome.normal, outcome.continues), loop)
             after = join(after, back)
-            new_head = widen(join(head, back if loop.accumulates else settle_discards(back)) or head)
+            new_head = join(head, back if loop.accumulates else settle_discards(back)) or head
             if new_head == head:
                 break
             head = new_head
@@ -428,7 +420,6 @@ class RootInterpreter:
             (*frame.stack, function),
             frame,
             frame.gated,
-            frame.root_params,
         )
         outcome = self.interpret(flow, state, callee)
         return Outcome(normal=join(outcome.normal, outcome.returns), raises=outcome.raises)
