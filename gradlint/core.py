@@ -72,5 +72,8 @@ class Rule:
     references: tuple[str, ...] = ()
     fixable: bool = False
     enabled_by_default: bool = True
+    # A file that contains none of these words cannot hold what the rule looks for, so it is not
+    # analysed for it: every rule of the core needs a `backward`, which most Python files lack.
+    words: tuple[str, ...] = ("backward",)
     valid: tuple[str, ...] = field(default=(), repr=False)
     invalid: tuple[str, ...] = field(default=(), repr=False)
