@@ -15,8 +15,8 @@ over the texts in memory; gradlint's API (`batch.check_paths`, one process, no c
 decodes, parses, analyses); the CLI with `-j 1 --no-cache` and with every core, as a fresh
 process (so its start-up is counted); the CLI with a cold cache and again with it warm; and the
 peak memory (maxrss) of the `-j 1` CLI process; "words" is the share of lines in files that have
-gradient words, which the analysis reads (every file is parsed). The ratios the targets name are
-of gradlint's API against `ast.parse`.
+a word of the default rules (`Rule.words`): only those are parsed and analysed. The ratios the
+targets name are of gradlint's API against `ast.parse`.
 
 flake8, with and without the plugin, runs over the first files of the stdlib tree (pycodestyle is
 slow: the whole tree would take minutes a run). flake8 runs every tree plugin that is installed,
@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gradlint.batch import check_paths
-from gradlint.checker import SourceError, decode_source, may_have_gradient_events
+from gradlint.checker import SourceError, decode_source, may_have_findings
 from gradlint.files import expand_paths
 from gradlint.rules import resolve_codes
 
@@ -186,7 +186,7 @@ def measure(name: str, root: Path, repeat: int) -> dict[str, float]:
     work = [(str(path), codes) for path in files]
     result = {"files": len(files), "lines": lines}
     # The share of lines in files the text pre-filter hands to the analysis.
-    result["words"] = sum(t.count("\n") + 1 for t in texts if may_have_gradient_events(t)) / lines
+    result["words"] = sum(t.count("\n") + 1 for t in texts if may_have_findings(t)) / lines
     result["read"] = median_time(lambda: [path.read_bytes() for path in files], repeat)
     result["parse"] = median_time(lambda: parse_each(texts), repeat)
     result["api"] = median_time(lambda: check_paths(work, jobs=1, cache=None), repeat)

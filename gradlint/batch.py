@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from gradlint.cache import Cache, Result
-from gradlint.checker import FileResult, SourceError, check_source, decode_source
+from gradlint.checker import FileResult, SourceError, check_source, decode_source, may_have_findings
 from gradlint.files import STDIN, display_name, read_data
 from gradlint.notebooks import check_notebook, is_notebook
 
@@ -75,6 +75,8 @@ def check_path(path: str, codes: Iterable[str], cache: Cache | None = None) -> C
     except SourceError as error:
         return FileResult(name, error=error), ""
     notebook = is_notebook(path)
+    if not notebook and not may_have_findings(data, codes):
+        return FileResult(name), ""  # before the cache: hashing the file would cost more than this
     key = cache.key(data, codes, notebook) if cache is not None else ""
     result = cache.load(key) if cache is not None else None
     if result is None:

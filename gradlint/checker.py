@@ -6,11 +6,12 @@ import ast
 import io
 import re
 import tokenize
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gradlint.analysis import analyse
-from gradlint.analysis.names import GRADIENT_ATTRIBUTES
 from gradlint.core import Finding
 from gradlint.rules import resolve_codes, selected_rules
 
@@ -62,6 +63,12 @@ def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | No
     """Findings for an already parsed module, `# noqa` not applied (flake8 applies its own).
 
     `codes` are codes or prefixes (`GL1`); None means the rules enabled by default."""
+    if not may_have_findings("\n".join(lines), codes):
+        return []
+    return findings_of(tree, lines, codes)
+
+
+def findings_of(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None) -> list[Finding]:
     rules = selected_rules(resolve_codes(select=codes))
     facts = analyse(tree, lines)
     findings = {finding for rule in rules for finding in rule.check(facts)}
@@ -71,23 +78,37 @@ def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | No
 def check_source(text: str, filename: str = "<unknown>", codes: Iterable[str] | None = None) -> list[Finding]:
     """Parse, analyse and drop findings silenced by `# noqa` on their line.
 
-    Every file is parsed, so one that is not Python is always reported; only a file that has
-    gradient vocabulary is analysed."""
-    tree = parse_source(text, filename)
-    if not may_have_gradient_events(text):
+    A file that has none of the words the selected rules need is neither parsed nor analysed: it
+    cannot have a finding, and most Python files are such files (a syntax error in one is left to
+    the other linters)."""
+    if not may_have_findings(text, codes):
         return []
+    tree = parse_source(text, filename)
     lines = text.splitlines()
-    return [f for f in check_tree(tree, lines, codes) if not is_suppressed(f, lines)]
+    return [f for f in findings_of(tree, lines, codes) if not is_suppressed(f, lines)]
 
 
-def may_have_gradient_events(text: str) -> bool:
-    """False only when no gradient attribute (`.backward`, `.step`, `.grad`...) can be in `text`.
+def may_have_findings(source: str | bytes, codes: Iterable[str] | None = None) -> bool:
+    """False only when `source` has none of the words (`Rule.words`) of the rules `codes` select.
 
-    The analysis finds nothing in a module without one, and most Python files have none: a substring
-    search is far cheaper than walking the tree to learn that."""
-    if not text.isascii():
-        return True  # identifiers are NFKC-normalised: `step` in fullwidth letters is `step`
-    return any(name in text for name in GRADIENT_ATTRIBUTES)
+    That is part of what the rules mean: a module where no `backward(` can be seen gets its
+    gradients from code gradlint cannot see, and gradlint then says nothing. A substring search
+    costs a hundredth of a parse, and it answers for the bytes of a file as for its text: the
+    words are ASCII, and Python source is in an ASCII-compatible encoding."""
+    words = rule_words(None if codes is None else frozenset(codes))
+    if isinstance(source, bytes):
+        if not source.isascii():
+            return True  # to be decoded and asked again as text
+        return any(word.encode() in source for word in words)
+    if not source.isascii():
+        # Python reads identifiers NFKC-normalised: `backward` in fullwidth letters is `backward`
+        source = unicodedata.normalize("NFKC", source)
+    return any(word in source for word in words)
+
+
+@lru_cache(maxsize=64)
+def rule_words(codes: frozenset[str] | None) -> frozenset[str]:
+    return frozenset(word for rule in selected_rules(resolve_codes(select=codes)) for word in rule.RULE.words)
 
 
 def is_suppressed(finding: Finding, lines: Sequence[str]) -> bool:

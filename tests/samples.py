@@ -30,7 +30,8 @@ for epoch in range(3):
         optimizer.step()
 """
 
-BROKEN_SOURCE = "def train(:\n    pass\n"
+# A training file that is not Python. (One without any gradient word is not even parsed.)
+BROKEN_SOURCE = "def train(:\n    loss.backward()\n"
 
 
 def with_comment_on_bug_line(comment: str) -> str:

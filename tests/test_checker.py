@@ -1,19 +1,19 @@
-"""The text pre-filter: a file is analysed only when it could hold a gradient event, and a file that
-is not Python is reported whatever its words."""
+"""The text pre-filter: a file is parsed and analysed only when it has a word one of the selected
+rules needs (`Rule.words`), and skipping one never drops a finding."""
 
 from __future__ import annotations
 
 import ast
 import sysconfig
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from samples import BROKEN_SOURCE, BUGGY_LOOP
 
 from gradlint import checker
-from gradlint.analysis.scope import ModuleIndex
-from gradlint.checker import SourceError, check_source, may_have_gradient_events
-from gradlint.rules import ALL_RULES
+from gradlint.checker import SourceError, check_source, check_tree, may_have_findings
+from gradlint.rules import ALL_RULES, RULES_BY_CODE
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -24,32 +24,57 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"])
     [
         "loss.backward()\n",
         "self.manual_backward(loss)\n",
-        "model.zero_grad()\n",
-        "optimizer.step()\n",
-        "p.grad = None\n",
-        "opt.\uff53\uff54\uff45\uff50()\n",  # fullwidth letters: Python reads this as `opt.step()`
+        "torch.autograd.backward([loss])\n",
+        # fullwidth letters: Python reads this as `loss.backward()`
+        "loss.\uff42\uff41\uff43\uff4b\uff57\uff41\uff52\uff44()\n",
     ],
 )
-def test_any_gradient_attribute_keeps_the_file(source):
-    assert may_have_gradient_events(source)
+def test_a_word_of_a_selected_rule_keeps_the_file(source):
+    assert may_have_findings(source)
+    assert may_have_findings(source.encode())
 
 
-def test_file_without_gradient_words_is_not_analysed(monkeypatch):
-    def refuse(*args):
-        raise AssertionError("analysed a file without gradient words")
+@pytest.mark.parametrize(
+    "source",
+    [
+        "optimizer.step()\n",
+        "model.zero_grad()\n",
+        "p.grad = None\n",
+        "# kept for backwards compatibility\n",
+        "name = 'caf\u00e9'  # not ASCII, and still no backward pass\n",
+    ],
+)
+def test_text_without_a_rule_word_does_not_keep_the_file(source):
+    assert not may_have_findings(source)
+    if source.isascii():  # other bytes are decoded first, then asked about as text
+        assert not may_have_findings(source.encode())
 
-    monkeypatch.setattr(checker, "check_tree", refuse)
+
+def test_the_words_follow_the_selected_rules(monkeypatch):
+    monkeypatch.setattr(ALL_RULES[0], "RULE", replace(ALL_RULES[0].RULE, words=("clip_grad",)))
+    checker.rule_words.cache_clear()
+    try:
+        code = ALL_RULES[0].RULE.code
+        assert may_have_findings("clip_grad_norm_(params, 1.0)\n", [code])
+        assert not may_have_findings("clip_grad_norm_(params, 1.0)\n", [ALL_RULES[1].RULE.code])
+    finally:
+        checker.rule_words.cache_clear()
+
+
+def test_file_without_the_words_is_neither_parsed_nor_analysed(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("parsed or analysed a file without the rules' words")
+
+    monkeypatch.setattr(checker, "findings_of", refuse)
+    monkeypatch.setattr(checker, "parse_source", refuse)
     assert check_source("import os\nprint(os.getcwd())\n") == []
+    assert check_source("def broken(:\n    optimizer.step()\n") == []  # not Python, but no finding possible
 
 
-def test_file_without_gradient_words_is_still_parsed():
-    assert not may_have_gradient_events(BROKEN_SOURCE)
+def test_file_with_the_words_is_parsed_and_analysed():
+    assert [finding.code for finding in check_source(BUGGY_LOOP)] == ["GL101"]
     with pytest.raises(SourceError, match="cannot parse"):
         check_source(BROKEN_SOURCE)
-
-
-def test_file_with_gradient_words_is_analysed():
-    assert [finding.code for finding in check_source(BUGGY_LOOP)] == ["GL101"]
 
 
 def samples() -> list[str]:
@@ -59,16 +84,16 @@ def samples() -> list[str]:
     return texts + [snippet for rule in ALL_RULES for snippet in (*rule.RULE.valid, *rule.RULE.invalid)]
 
 
-def test_the_filter_never_skips_a_module_the_analysis_would_read():
-    """Exactly as safe as the analysis's own check: where the text has no gradient word, the tree
-    has no gradient attribute."""
+def test_the_filter_never_drops_a_finding():
+    """Over every sample, the analysis finds the same with the filter and without it."""
+    codes = set(RULES_BY_CODE)
     skipped = 0
     for text in samples():
         try:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue
-        if not may_have_gradient_events(text):
-            skipped += 1
-            assert not ModuleIndex.of(tree).has_gradient_code
-    assert skipped > 50  # the check above really ran on many files
+        lines = text.splitlines()
+        assert check_tree(tree, lines, codes) == checker.findings_of(tree, lines, codes)
+        skipped += not may_have_findings(text, codes)
+    assert skipped > 50  # the comparison really covered many files the filter skips

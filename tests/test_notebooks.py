@@ -222,7 +222,7 @@ def test_other_cell_magics_are_skipped(magic):
             f"{magic}\noptimizer.zero_grad()\nfor x, y in loader:\n"
             "    model(x).sum().backward()\n    optimizer.step()\n"
         ),
-        code("this is not python ((("),
+        code("this is not python ((( loss.backward()"),
     )
     with pytest.raises(SourceError) as error:
         check_notebook(text)
@@ -267,7 +267,8 @@ def test_json_that_is_not_a_notebook_is_a_gl000(tmp_path, capsys, text):
 
 
 def test_syntax_error_names_the_cell_and_line_in_cell(tmp_path, capsys):
-    path = write(tmp_path, "typo.ipynb", notebook(code(SETUP), code("x = 1\ndef train(:\n    pass\n")))
+    typo = code("x = 1\ndef train(:\n    loss.backward()\n")
+    path = write(tmp_path, "typo.ipynb", notebook(code(SETUP), typo))
     exit_code, out, _ = gradlint(capsys, "check", path)
     assert exit_code == 2
     assert out.startswith(f"{path}:cell 2:2:11: GL000 cannot parse: "), out
