@@ -289,6 +289,35 @@ for batch in loader:
     train_step(model, optimizer, batch)
     optimizer.step()
 """,
+    "two functions' optimizers of one name are two optimizers": """
+def train_baseline():
+    model, optimizer, loader = get_training_utilities()
+    for batch in loader:
+        model(batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+def train_integration():
+    model, optimizer, loader = get_training_utilities()
+    for batch in loader:
+        model(batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+train_baseline()
+train_integration()
+""",
+    "each call of a function builds its optimizer anew, and its own bug is still seen": """
+def train(model, loader):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.zero_grad()  # GL101
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+train(small, loader)
+train(large, loader)
+""",
 }
 
 

@@ -421,7 +421,10 @@ class RootInterpreter:
             frame,
             frame.gated,
         )
-        outcome = self.interpret(flow, state, callee)
+        # Each call makes its locals anew: the optimizer an earlier call built (or a sibling's, of
+        # the same name) holds none of the gradients this call's optimizer will step.
+        fresh = {key: frozenset({Grad()}) for key in state if key.startswith(callee.prefix)}
+        outcome = self.interpret(flow, {**state, **fresh} if fresh else state, callee)
         return Outcome(normal=join(outcome.normal, outcome.returns), raises=outcome.raises)
 
     def register(self, register: Register, state: State, frame: Frame) -> State:
