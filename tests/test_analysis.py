@@ -289,6 +289,19 @@ for batch in loader:
     train_step(model, optimizer, batch)
     optimizer.step()
 """,
+    "a closure's clear throws away only what its own backward then replaces": """
+def closure():
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    return loss
+
+initial = closure()
+for epoch in range(epochs):
+    for scheduler in schedulers:
+        scheduler.step(closure())
+    optimizer.step(closure)
+""",
     "two functions' optimizers of one name are two optimizers": """
 def train_baseline():
     model, optimizer, loader = get_training_utilities()

@@ -82,6 +82,7 @@ class FunctionBuilder:
             parameters(function) if isinstance(function, (*FunctionNode, ast.Lambda)) else []
         )
         self.callees: set[ast.AST] = set()
+        self.closures: set[ast.AST] = set()  # functions this one passes to `optimizer.step(closure)`
         self.backwards: list[Event] = []
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
         body = self.body()
@@ -536,6 +537,7 @@ class FunctionBuilder:
             function = self.nested.get(closure.id) or self.index.functions.get(closure.id)
             if function is not None:
                 self.callees.add(function)
+                self.closures.add(function)
                 return Call(function, {}, self.site(closure))
         return Event(EventKind.UNKNOWN, self.site(closure), arguments=(optimizer,) if optimizer else ())
 

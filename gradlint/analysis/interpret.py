@@ -148,6 +148,7 @@ class ModuleAnalysis:
         self.facts = Facts()
         self.effects: dict[ast.FunctionDef | ast.AsyncFunctionDef | None, bool] = {}
         self.flow_effects: dict[Flow, bool] = {}
+        self.closures: set[ast.AST] = set()  # functions some step evaluates as its closure
 
     def flow_of(self, function: ast.FunctionDef | ast.AsyncFunctionDef | None) -> Flow:
         if function not in self.flows and function is not None and self.index.is_inert(function):
@@ -187,6 +188,7 @@ class ModuleAnalysis:
             for callee in builder.callees
             if callee is not function
         }
+        self.closures = {closure for builder in self.builders.values() for closure in builder.closures}
         for function in [None, *functions]:
             if (function is None or function not in called) and self.has_effect(function):
                 RootInterpreter(self, function).run()
@@ -632,7 +634,9 @@ class RootInterpreter:
         return self.update(state, keys, lambda v: self.cleared(v, event, frame))
 
     def cleared(self, value: Grad, event: Event, frame: Frame) -> Grad:
-        if value.unknown or event.on_purpose:
+        # A step's closure clears, then computes the gradients that step applies, whoever calls it
+        # (`val_loss = closure()` for a plateau scheduler): what it clears was not meant for a step.
+        if value.unknown or event.on_purpose or frame.function in self.analysis.closures:
             self.consumed |= value.backwards  # dropped on purpose is not forgotten (GL201)
             return Grad(clear=(event, frame.loops), discarded=value.discarded, assumed=value.assumed)
         # Gradients left over by a loop that has finished (a partial accumulation window at the end of
