@@ -1,0 +1,65 @@
+"""GL101's fix: move the clear into the loop that steps, and remove it from where it ran too rarely.
+
+The clear goes where the file already clears: right after the step when the file clears after a step
+elsewhere, else at the top of the stepping loop (before the forward pass). It keeps its own spelling
+(`model.zero_grad(set_to_none=True)`, a `p.grad = None` loop) and its trailing comment.
+
+Safe: it is offered only when that loop steps on every iteration, so the clear now runs once per
+step; where the program was right after all (every step already applied fresh gradients), clearing
+gradients a step has applied, before the next backward, changes nothing.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from gradlint.analysis.facts import Facts, StaleStep
+from gradlint.fix.edits import Fix, Insert, Remove, moved
+from gradlint.fix.steps import after_step, step_call
+from gradlint.fix.tree import Tree
+
+CODE = "GL101"
+
+
+def fixes(facts: Facts, tree: Tree) -> list[Fix]:
+    found = (fix_for(stale, tree) for stale in sorted(facts.stale_steps, key=sort_key) if stale.clear)
+    return [fix for fix in found if fix is not None]
+
+
+def sort_key(stale: StaleStep) -> tuple:
+    return (stale.clear.location if stale.clear else None, stale.step.location)
+
+
+def fix_for(stale: StaleStep, tree: Tree) -> Fix | None:
+    outer = [loop for loop in stale.step_loops if loop not in stale.clear_loops]
+    if stale.clear is None or not stale.clear_on_path or not outer:
+        return None  # the step is skipped on some iterations: where the clear belongs is not known
+    clear = tree.clear_unit(stale.clear.location)
+    loop = tree.loop_at(outer[-1].location)
+    if clear is None or loop is None or tree.function_of(clear) is not tree.function_of(loop):
+        return None
+    if tree.inside(clear, loop) or not isinstance(loop.body, cst.IndentedBlock):
+        return None
+    step = tree.statement_at(stale.step.location)
+    if step is not None and tree.inside(step, loop) and clears_after_steps(tree):
+        where = Insert(after_step(tree, step), moved(clear), after=True)
+    else:
+        where = Insert(loop.body.body[0], moved(clear), after=False)
+    return Fix(CODE, stale.clear.location, True, (Remove(clear), where))
+
+
+def clears_after_steps(tree: Tree) -> bool:
+    """The file's style: somewhere a clear directly follows a step in the same block."""
+    for node in tree.positions:
+        if isinstance(node, (cst.Module, cst.IndentedBlock)):
+            body = list(node.body)
+            for first, second in zip(body, body[1:]):
+                if is_step(first) and "zero_grad(" in tree.code(second):
+                    return True
+    return False
+
+
+def is_step(statement: cst.BaseStatement) -> bool:
+    return isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1 and bool(
+        step_call(statement)
+    )
