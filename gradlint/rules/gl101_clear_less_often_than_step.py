@@ -46,7 +46,15 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",
         "https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html",
     ),
-    fixable=False,
+    fixable=True,
+    fix=(
+        "Safe. `gradlint fix` moves the clear into the loop that steps: right after the step when the "
+        "file already clears after a step elsewhere, else at the top of that loop, before the forward "
+        "pass; the clear keeps its form (`set_to_none=True`, a `p.grad = None` loop) and the outer one is "
+        "removed. It is offered only when that loop steps on every iteration and is in the function of "
+        "the clear, so the clear then runs once per step; for a program that was right after all, it "
+        "clears gradients a step has already applied, which changes nothing."
+    ),
     valid=(
         "for x, y in loader:\n"
         "    optimizer.zero_grad()\n"

@@ -38,7 +38,14 @@ RULE = Rule(
         "https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html",
         "https://pytorch.org/docs/stable/generated/torch.Tensor.backward.html",
     ),
-    fixable=False,
+    fixable=True,
+    fix=(
+        "Safe. `gradlint fix` inserts `optimizer.zero_grad()` right after the step of that optimizer "
+        "(`opt.step()` or `scaler.step(opt)`, after the `scaler.update()` that follows it), and "
+        "`p.grad = None` after a hand-written update `p -= lr * p.grad`. The gradients it clears were "
+        "just applied, so a correct program is unchanged. Not offered for a step with a closure "
+        "(`opt.step(closure)`, LBFGS): the clear belongs inside the closure, before its backward."
+    ),
     valid=(
         "for x, y in loader:\n"
         "    for p in model.parameters():\n"
