@@ -1,7 +1,7 @@
 """GL102's fix: clear the optimizer right after its step (after `scaler.update()` when one follows).
 
 `opt.step()` and `scaler.step(opt)` get `opt.zero_grad()`; a hand-written update of a parameter from
-its own gradient (`p -= lr * p.grad`) gets `p.grad = None` right after it, in the same loop. A step
+its own gradient (`p -= lr * p.grad`) gets `p.grad.zero_()` right after it, in the same loop. A step
 with a closure (`opt.step(closure)`, LBFGS) is not fixed: its clear belongs inside the closure.
 
 Safe: the clear runs right after the step, on gradients that step has just applied; where the
@@ -45,7 +45,7 @@ def clear_after(tree: Tree, step: cst.SimpleStatementLine, optimizer: str) -> st
     if optimizer == "parameters":
         update = step.body[0]
         if m.matches(update, m.AugAssign(target=m.Name())):
-            return f"{update.target.value}.grad = None\n"  # type: ignore[attr-defined]
+            return f"{update.target.value}.grad.zero_()\n"  # type: ignore[attr-defined]
         return None
     stepped = stepped_optimizer(tree, step, optimizer)
     return f"{stepped}.zero_grad()\n" if stepped else None

@@ -42,7 +42,7 @@ RULE = Rule(
     fix=(
         "Safe. `gradlint fix` inserts `optimizer.zero_grad()` right after the step of that optimizer "
         "(`opt.step()` or `scaler.step(opt)`, after the `scaler.update()` that follows it), and "
-        "`p.grad = None` after a hand-written update `p -= lr * p.grad`. The gradients it clears were "
+        "`p.grad.zero_()` after a hand-written update `p -= lr * p.grad`. The gradients it clears were "
         "just applied, so a correct program is unchanged. Not offered for a step with a closure "
         "(`opt.step(closure)`, LBFGS): the clear belongs inside the closure, before its backward."
     ),
