@@ -82,6 +82,8 @@ def fix_path(path: str, codes: frozenset[str], unsafe: bool) -> FileFix:
         return FileFix(name, text, fix_source(text, name, codes, unsafe))
     except SourceError as error:
         return FileFix(name, "", None, error)
+    except Exception as error:  # a bug in gradlint: say so for this file, fix the others
+        return FileFix(name, "", None, SourceError(f"internal error: {type(error).__name__}: {error}"))
 
 
 def write_source(path: str, text: str) -> None:

@@ -5,7 +5,7 @@ are reported (selected, not silenced by `# noqa`), applies those that touch diff
 and checks the result again. A fix is kept only if the source still parses, its finding is gone and
 no finding of any code appeared: a fix that does not do what it says is not applied. The fixes of
 a pass are tried together first, then one at a time. Passes repeat while they fix something, since
-one fix can make another's place unambiguous.
+two fixes of one statement cannot share a pass.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def fix_source(
             break
         text, findings, count = result
         fixed += count
+        if len(disjoint(offered[1])) == len(offered[1]):
+            break  # nothing was put off for a later pass: another would find nothing new
     return Fixed(text, fixed, tuple(findings))
 
 

@@ -22,12 +22,12 @@ CODE = "GL101"
 
 
 def fixes(facts: Facts, tree: Tree) -> list[Fix]:
-    found = (fix_for(stale, tree) for stale in sorted(facts.stale_steps, key=sort_key) if stale.clear)
+    cleared = sorted(
+        (stale for stale in facts.stale_steps if stale.clear is not None),
+        key=lambda stale: (stale.clear.location, stale.step.location),  # type: ignore[union-attr]
+    )
+    found = (fix_for(stale, tree) for stale in cleared)
     return [fix for fix in found if fix is not None]
-
-
-def sort_key(stale: StaleStep) -> tuple:
-    return (stale.clear.location if stale.clear else None, stale.step.location)
 
 
 def fix_for(stale: StaleStep, tree: Tree) -> Fix | None:

@@ -27,13 +27,18 @@ class Tree:
         self.module = cst.parse_module(text)
         # No copy: the nodes the edits name must be the nodes of `self.module`.
         wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-        self.positions = wrapper.resolve(PositionProvider)
-        self.parents = wrapper.resolve(ParentNodeProvider)
+        metadata = wrapper.resolve_many([PositionProvider, ParentNodeProvider])  # one walk for both
+        self.positions = metadata[PositionProvider]
+        self.parents = metadata[ParentNodeProvider]
         self.syntax = ast.parse(text)
-        by_start: dict[tuple[int, int, int, int], list[cst.CSTNode]] = {}
+        self._module_names: set[str] | None = None
+        self._function_names: dict[int, set[str]] = {}
+        self.by_span: dict[tuple[int, int, int, int], list[cst.CSTNode]] = {}
+        self.loops: dict[tuple[int, int], cst.For | cst.While] = {}
         for node, where in self.positions.items():
-            by_start.setdefault(span(where), []).append(node)
-        self.by_span = by_start
+            self.by_span.setdefault(span(where), []).append(node)
+            if isinstance(node, Loop):
+                self.loops[(where.start.line, where.start.column)] = node
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
@@ -56,13 +61,7 @@ class Tree:
         return next((node for node in self.nodes_at(location) if isinstance(node, cst.Call)), None)
 
     def loop_at(self, location: Location) -> cst.For | cst.While | None:
-        for node, where in self.positions.items():
-            if isinstance(node, Loop) and (where.start.line, where.start.column) == (
-                location.line,
-                location.col - 1,
-            ):
-                return node
-        return None
+        return self.loops.get((location.line, location.col - 1))
 
     def clear_unit(self, location: Location) -> cst.BaseStatement | None:
         """What moves when a clear moves: its line, or the whole `for p in ...: p.grad = None` loop."""
@@ -110,16 +109,31 @@ class Tree:
 
     def bound_names(self, line: int) -> set[str]:
         """Names a new expression on `line` may use: the module's, the enclosing functions', builtins."""
-        names = set(dir(builtins)) | assigned(self.syntax.body)
-        for function in ast.walk(self.syntax):
-            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
-                function.lineno <= line <= (function.end_lineno or function.lineno)
-            ):
+        if self._module_names is None:
+            self._module_names = set(dir(builtins)) | assigned(self.syntax.body)
+        names = set(self._module_names)
+        for function in enclosing_functions(self.syntax, line):
+            if id(function) not in self._function_names:
                 arguments = function.args
                 every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
                 every += [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
-                names |= {a.arg for a in every} | assigned(function.body)
+                self._function_names[id(function)] = {a.arg for a in every} | assigned(function.body)
+            names |= self._function_names[id(function)]
         return names
+
+
+def enclosing_functions(module: ast.Module, line: int) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The functions whose lines hold `line`, outermost first; only those are walked into."""
+    pending: list[ast.AST] = [module]
+    while pending:
+        node = pending.pop()
+        for child in ast.iter_child_nodes(node):
+            first = getattr(child, "lineno", None)
+            if first is not None and not first <= line <= (getattr(child, "end_lineno", None) or first):
+                continue
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield child
+            pending.append(child)
 
 
 def assigned(body: list[ast.stmt]) -> set[str]:
