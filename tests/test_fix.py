@@ -316,3 +316,20 @@ def test_fix_notebook_file_from_the_command_line(tmp_path: Path, capsys) -> None
     assert json.loads(Path(path).read_text())["cells"][2]["outputs"] == json.loads(notebook(NOTEBOOK_CELLS))[
         "cells"
     ][2]["outputs"]
+
+
+def test_fix_of_standard_input_writes_the_source_to_standard_output(capsys, monkeypatch) -> None:
+    for source, expected in ((SOURCE, FIXED), (FIXED, FIXED)):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(source.encode())))
+        code, out, _ = gradlint(capsys, "fix", "-")
+        assert (code, out) == (0, expected)
+
+
+def test_fix_keeps_the_encoding_and_byte_order_mark(tmp_path: Path, capsys) -> None:
+    bom = b"\xef\xbb\xbf"
+    path = write(tmp_path, "bom.py", bom + ("# café\n" + SOURCE).encode())
+    assert gradlint(capsys, "fix", path)[0] == 0
+    assert Path(path).read_bytes() == bom + ("# café\n" + FIXED).encode()
+    latin = write(tmp_path, "latin.py", ("# -*- coding: latin-1 -*-\n# café\n" + SOURCE).encode("latin-1"))
+    assert gradlint(capsys, "fix", latin)[0] == 0
+    assert Path(latin).read_bytes() == ("# -*- coding: latin-1 -*-\n# café\n" + FIXED).encode("latin-1")

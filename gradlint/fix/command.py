@@ -47,12 +47,12 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
     for path, codes in work:
         outcome = fix_path(path, codes, args.unsafe_fixes)
         outcomes.append(outcome)
-        if outcome.changed and not args.diff:
-            assert outcome.fixed is not None
-            if path == STDIN:
-                sys.stdout.write(outcome.fixed.text)  # the fixed source is the output, as ruff does
-            else:
-                write_source(path, outcome.fixed.text)
+        if args.diff or outcome.fixed is None:
+            continue
+        if path == STDIN:
+            sys.stdout.write(outcome.fixed.text)  # the source, fixed or not, is the output, as ruff's
+        elif outcome.changed:
+            write_source(path, outcome.fixed.text)
     fixed = sum(outcome.fixed.fixed for outcome in outcomes if outcome.fixed)
     results = [outcome.result for outcome in outcomes]
     if args.diff:
