@@ -333,3 +333,53 @@ def test_fix_keeps_the_encoding_and_byte_order_mark(tmp_path: Path, capsys) -> N
     latin = write(tmp_path, "latin.py", ("# -*- coding: latin-1 -*-\n# café\n" + SOURCE).encode("latin-1"))
     assert gradlint(capsys, "fix", latin)[0] == 0
     assert Path(latin).read_bytes() == ("# -*- coding: latin-1 -*-\n# café\n" + FIXED).encode("latin-1")
+
+
+NOT_OFFERED = {
+    "a clear alone under an if": (
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for epoch in range(3):\n"
+        "    if epoch % 2 == 0:\n"
+        "        optimizer.zero_grad()\n"
+        "    for x, y in loader:\n"
+        "        loss_fn(model(x), y).backward()\n"
+        "        optimizer.step()\n"
+    ),
+    "a backward sharing its line": (
+        "accum = 4\n"
+        "for i, (x, y) in enumerate(loader):\n"
+        "    loss = loss_fn(model(x), y); loss.backward()\n"
+        "    if (i + 1) % accum == 0:\n"
+        "        optimizer.step()\n"
+        "        optimizer.zero_grad()\n"
+    ),
+    "a count not in scope at the backward": (
+        "def train(model, loader, optimizer):\n"
+        "    for i, (x, y) in enumerate(loader):\n"
+        "        loss = loss_fn(model(x), y)\n"
+        "        loss.backward()\n"
+        "        if (i + 1) % config.accum_steps == 0:\n"
+        "            optimizer.step()\n"
+        "            optimizer.zero_grad()\n"
+    ),
+    "a clear in a helper, the step in its caller": (
+        "def log_and_clear(model):\n"
+        "    print(sum(p.grad.norm() for p in model.parameters()))\n"
+        "    model.zero_grad()\n"
+        "\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for x, y in loader:\n"
+        "    optimizer.zero_grad()\n"
+        "    loss_fn(model(x), y).backward()\n"
+        "    log_and_clear(model)\n"
+        "    optimizer.step()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("source", list(NOT_OFFERED.values()), ids=list(NOT_OFFERED))
+def test_no_fix_is_offered_where_the_place_is_ambiguous(source: str) -> None:
+    findings = check_source(source)
+    assert [f for f in findings if f.code in FIXERS], "the sample must have a fixable-code finding"
+    fixed = fix_source(source, unsafe=True)
+    assert (fixed.fixed, fixed.text) == (0, source)

@@ -1,12 +1,14 @@
 """GL101's fix: move the clear into the loop that steps, and remove it from where it ran too rarely.
 
 The clear goes where the file already clears: right after the step when the file clears after a step
-elsewhere, else at the top of the stepping loop (before the forward pass). It keeps its own spelling
-(`model.zero_grad(set_to_none=True)`, a `p.grad = None` loop) and its trailing comment.
+elsewhere, else at the top of the stepping loop (before the forward pass). Right after the step it
+goes, whatever the style, when an iteration can skip the step (the step is under an `if`, or a
+`continue` is in the loop): at the top it would wipe the skipped iterations' gradients. It keeps
+its own spelling (`model.zero_grad(set_to_none=True)`, a `p.grad = None` loop) and trailing comment.
 
-Safe: it is offered only when that loop steps on every iteration, so the clear now runs once per
-step; where the program was right after all (every step already applied fresh gradients), clearing
-gradients a step has applied, before the next backward, changes nothing.
+Safe: the clear then runs once per step, either right after it or at the top of a loop whose every
+iteration steps, so it only clears gradients a step has already applied; where the program was
+right after all, that changes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import libcst as cst
 from gradlint.analysis.facts import Facts, StaleStep
 from gradlint.fix.edits import Fix, Insert, Remove, moved
 from gradlint.fix.steps import after_step, step_call
-from gradlint.fix.tree import Tree
+from gradlint.fix.tree import Tree, skips_iterations
 
 CODE = "GL101"
 
@@ -38,13 +40,19 @@ def fix_for(stale: StaleStep, tree: Tree) -> Fix | None:
     loop = tree.loop_at(outer[-1].location)
     if clear is None or loop is None or tree.function_of(clear) is not tree.function_of(loop):
         return None
-    if tree.inside(clear, loop) or not isinstance(loop.body, cst.IndentedBlock):
+    if tree.inside(clear, loop) or not isinstance(loop.body, cst.IndentedBlock) or not tree.removable(clear):
         return None
     step = tree.statement_at(stale.step.location)
-    if step is not None and tree.inside(step, loop) and clears_after_steps(tree):
-        where = Insert(after_step(tree, step), moved(clear), after=True)
-    else:
-        where = Insert(loop.body.body[0], moved(clear), after=False)
+    if step is not None and tree.inside(step, loop):
+        if clears_after_steps(tree) or not tree.always_reached(step, loop):
+            return fix(stale, clear, Insert(after_step(tree, step), moved(clear), after=True))
+    elif skips_iterations(loop):
+        return None  # the step is in a helper this loop may skip: where the clear goes is not clear
+    return fix(stale, clear, Insert(loop.body.body[0], moved(clear), after=False))
+
+
+def fix(stale: StaleStep, clear: cst.BaseStatement, where: Insert) -> Fix:
+    assert stale.clear is not None
     return Fix(CODE, stale.clear.location, True, (Remove(clear), where))
 
 

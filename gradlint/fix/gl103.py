@@ -30,6 +30,8 @@ def fix_for(discard: DiscardedGradients, tree: Tree) -> Fix | None:
     step = tree.statement_at(discard.step.location)
     if clear is None or step is None or not same_function(tree, discard.clear, discard.step):
         return None
+    if not tree.removable(clear):
+        return None  # the clear is all its block holds: what guards it would be left guarding nothing
     if not discard.clear.location < discard.step.location or tree.inside(step, clear):
         return None  # the clear already follows the step in the text: moving it is not the fix
     safe = same_function(tree, discard.backward, discard.clear) and (

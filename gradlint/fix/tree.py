@@ -74,6 +74,22 @@ class Tree:
             return owner if owner.orelse is None else None
         return line
 
+    def removable(self, statement: cst.BaseStatement) -> bool:
+        """Whether `statement` can go without emptying its block (an `if` left with only `pass`
+        would keep a test that no longer guards anything: not a shape to guess at)."""
+        block = self.block_of(statement)
+        return block is not None and len(block.body) > 1
+
+    def always_reached(self, statement: cst.BaseStatement, loop: cst.For | cst.While) -> bool:
+        """`statement` runs on every iteration of `loop` that goes on: it sits in the loop's body
+        (inside `with` blocks at most) and no `continue` can skip it."""
+        for ancestor in self.ancestors(statement):
+            if ancestor is loop:
+                return not skips_iterations(loop)
+            if not isinstance(ancestor, (cst.IndentedBlock, cst.With)):
+                return False
+        return False
+
     def block_of(self, statement: cst.CSTNode) -> cst.Module | cst.IndentedBlock | None:
         block = self.parents.get(statement)
         return block if isinstance(block, Block) else None
@@ -134,6 +150,29 @@ def enclosing_functions(module: ast.Module, line: int) -> Iterator[ast.FunctionD
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 yield child
             pending.append(child)
+
+
+def skips_iterations(loop: cst.For | cst.While) -> bool:
+    """A `continue` of this loop (not of a loop inside it) is somewhere in its body."""
+
+    class Finder(cst.CSTVisitor):
+        found = False
+
+        def visit_Continue(self, node: cst.Continue) -> None:
+            self.found = True
+
+        def visit_For(self, node: cst.For) -> bool:
+            return False  # its continue is its own
+
+        def visit_While(self, node: cst.While) -> bool:
+            return False
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return False
+
+    finder = Finder()
+    loop.body.visit(finder)
+    return finder.found
 
 
 def assigned(body: list[ast.stmt]) -> set[str]:
