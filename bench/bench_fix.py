@@ -107,12 +107,17 @@ def main() -> None:
     text = generated_file(args.lines)
     findings = check_source(text)
     fixed = fix_source(text, unsafe=True)
-    print(f"file: {text.count(chr(10))} lines, {len(findings)} findings, {fixed.fixed} fixed (unsafe included)")
+    lines = text.count("\n")
+    print(f"file: {lines} lines, {len(findings)} findings, {fixed.fixed} fixed (unsafe included)")
     print(f"  remaining after fix: {len(fixed.remaining)}")
-    print(f"  fix (median of {args.repeat}):       {median_seconds(lambda: fix_source(text, unsafe=True), args.repeat):.3f} s")
-    print(f"  safe fixes only:             {median_seconds(lambda: fix_source(text), args.repeat):.3f} s")
-    print(f"  check_source alone:          {median_seconds(lambda: check_source(text), args.repeat):.3f} s")
-    print(f"  libcst.parse_module alone:   {median_seconds(lambda: libcst.parse_module(text), args.repeat):.3f} s")
+    timed = {
+        f"fix, unsafe included (median of {args.repeat})": lambda: fix_source(text, unsafe=True),
+        "fix, safe fixes only": lambda: fix_source(text),
+        "check_source alone": lambda: check_source(text),
+        "libcst.parse_module alone": lambda: libcst.parse_module(text),
+    }
+    for name, run in timed.items():
+        print(f"  {name + ':':<42} {median_seconds(run, args.repeat):.3f} s")
 
 
 if __name__ == "__main__":

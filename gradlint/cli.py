@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-cache", action="store_true", help="neither read nor write .gradlint_cache/")
     check.add_argument("--fix", action="store_true", help="apply the safe fixes, then report what remains")
     check.add_argument("--diff", action="store_true", help="show the fixes as a unified diff; write nothing")
-    check.add_argument("--unsafe-fixes", action="store_true", help="with --fix or --diff, apply unsafe fixes too")
+    check.add_argument(
+        "--unsafe-fixes", action="store_true", help="with --fix or --diff, apply unsafe fixes too"
+    )
     runtime_run.add_confirm_options(check)
     # Listed for --help; main() reads `fix ARGS` as `check --fix ARGS`, so it takes check's options.
     commands.add_parser("fix", help="apply the fixes (check's options; --fix implied)", add_help=False)

@@ -47,7 +47,9 @@ FIXABLE = [path for path in FIXTURES if fixable(path) and path.stem not in NOT_F
 
 def comment_lines(text: str) -> list[str]:
     """Blank lines and lines that are only a comment, in order, byte for byte."""
-    return [line for line in text.splitlines(keepends=True) if not line.strip() or line.lstrip().startswith("#")]
+    return [
+        line for line in text.splitlines(keepends=True) if not line.strip() or line.lstrip().startswith("#")
+    ]
 
 
 def comments(text: str) -> Counter[str]:
@@ -85,12 +87,16 @@ def test_fix_keeps_comments_and_blank_lines_outside_the_edited_statements(path: 
     old_lines, new_lines = text.splitlines(), fixed.splitlines()
     opcodes = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes()
     changed = [op for op in opcodes if op[0] != "equal"]
-    taken = {line[line.index("#") :] for _, i1, i2, _, _ in changed for line in old_lines[i1:i2] if "#" in line}
+    taken = {
+        line[line.index("#") :] for _, i1, i2, _, _ in changed for line in old_lines[i1:i2] if "#" in line
+    }
     added = [line for _, _, _, j1, j2 in changed for line in new_lines[j1:j2]]
     assert all(line[line.index("#") :] in taken for line in added if "#" in line), added
 
 
-@pytest.mark.parametrize("path", [ROOT / "fixtures" / f"{stem}.py" for stem in NOT_FIXED], ids=list(NOT_FIXED))
+@pytest.mark.parametrize(
+    "path", [ROOT / "fixtures" / f"{stem}.py" for stem in NOT_FIXED], ids=list(NOT_FIXED)
+)
 def test_fixtures_the_fix_leaves_alone(path: Path) -> None:
     text = path.read_text()
     fixed = fix_source(text, str(path), unsafe=True)
@@ -200,29 +206,32 @@ def test_a_fix_in_a_helper_lands_in_that_helper() -> None:
 
 
 def notebook(cells: list[tuple[str, list[str]]]) -> str:
-    return json.dumps(
-        {
-            "cells": [
-                {
-                    "cell_type": kind,
-                    "execution_count": 1 if kind == "code" else None,
-                    "metadata": {},
-                    "outputs": [{"name": "stdout", "output_type": "stream", "text": ["epoch 0\n"]}]
+    return (
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": kind,
+                        "execution_count": 1 if kind == "code" else None,
+                        "metadata": {},
+                        "outputs": [{"name": "stdout", "output_type": "stream", "text": ["epoch 0\n"]}]
+                        if kind == "code"
+                        else [],
+                        "source": source,
+                    }
                     if kind == "code"
-                    else [],
-                    "source": source,
-                }
-                if kind == "code"
-                else {"cell_type": kind, "metadata": {}, "source": source}
-                for kind, source in cells
-            ],
-            "metadata": {"language_info": {"name": "python"}},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        },
-        indent=1,
-        ensure_ascii=False,
-    ) + "\n"
+                    else {"cell_type": kind, "metadata": {}, "source": source}
+                    for kind, source in cells
+                ],
+                "metadata": {"language_info": {"name": "python"}},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
 
 
 NOTEBOOK_CELLS = [
@@ -252,7 +261,9 @@ def test_notebook_cells_are_rewritten_in_place_and_outputs_untouched() -> None:
         "        loss_fn(model(x), y).backward()\n",
         "        optimizer.step()",
     ]
-    assert fixed.text == notebook([*NOTEBOOK_CELLS[:2], ("code", loop)])  # the magic, the markdown and the outputs byte for byte
+    assert fixed.text == notebook(
+        [*NOTEBOOK_CELLS[:2], ("code", loop)]
+    )  # the magic, the markdown and the outputs byte for byte
     assert fix_notebook(fixed.text).fixed == 0
 
 
@@ -262,7 +273,10 @@ def test_libcst_is_loaded_only_to_fix(tmp_path: Path) -> None:
     loaded = {}
     for flag in ("--no-cache", "--diff"):
         result = subprocess.run(
-            [sys.executable, "-c", probe, "check", flag, program], capture_output=True, text=True, cwd=tmp_path
+            [sys.executable, "-c", probe, "check", flag, program],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
         )
         loaded[flag] = result.stdout.strip().splitlines()[-1]
     assert loaded == {"--no-cache": "False", "--diff": "True"}
@@ -313,9 +327,10 @@ def test_fix_notebook_file_from_the_command_line(tmp_path: Path, capsys) -> None
     path = write(tmp_path, "train.ipynb", notebook(NOTEBOOK_CELLS))
     assert gradlint(capsys, "fix", path)[0] == 0
     assert fix_notebook(Path(path).read_text()).fixed == 0
-    assert json.loads(Path(path).read_text())["cells"][2]["outputs"] == json.loads(notebook(NOTEBOOK_CELLS))[
-        "cells"
-    ][2]["outputs"]
+    assert (
+        json.loads(Path(path).read_text())["cells"][2]["outputs"]
+        == json.loads(notebook(NOTEBOOK_CELLS))["cells"][2]["outputs"]
+    )
 
 
 def test_fix_of_standard_input_writes_the_source_to_standard_output(capsys, monkeypatch) -> None:

@@ -64,7 +64,11 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
             return cli.EXIT_ERROR
         return cli.EXIT_FINDINGS if fixed else cli.EXIT_CLEAN
     if STDIN not in [path for path, _ in work]:
-        sources = {o.path: o.fixed.text for o in outcomes if o.fixed and o.fixed.remaining and not is_notebook(o.path)}
+        sources = {
+            o.path: o.fixed.text
+            for o in outcomes
+            if o.fixed and o.fixed.remaining and not is_notebook(o.path)
+        }
         if not cli.write_report(cli.render(args, results, sources), args.output_file):
             return cli.EXIT_ERROR
     remaining = sum(len(result.findings) for result in results)
@@ -105,7 +109,9 @@ def diff(outcome: FileFix) -> str:
         fromfile=outcome.path,
         tofile=outcome.path,
     )
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
 
 
 def plural(count: int, word: str) -> str:

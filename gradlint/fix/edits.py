@@ -67,6 +67,12 @@ def moved(statement: cst.BaseStatement) -> cst.BaseStatement:
     return statement.with_changes(leading_lines=())
 
 
+def leading_lines(statement: cst.BaseStatement) -> Sequence[cst.EmptyLine]:
+    # Every statement has them (SimpleStatementLine and each compound statement); BaseStatement
+    # does not declare them.
+    return getattr(statement, "leading_lines", ())
+
+
 def new_statement(code: str) -> cst.BaseStatement:
     return cst.parse_statement(code)
 
@@ -99,7 +105,7 @@ class _Rewrite(cst.CSTTransformer):
                 (self.after if edit.after else self.before)[id(edit.anchor)].append(edit.statement)
         self.replaced = {id(e.old): e.new for e in edits if isinstance(e, Replace)}
 
-    def on_leave(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+    def on_leave(self, original_node, updated_node):
         if id(original_node) in self.replaced:
             return self.replaced[id(original_node)]
         return super().on_leave(original_node, updated_node)
@@ -130,7 +136,8 @@ class _Rewrite(cst.CSTTransformer):
         def emit(statement: cst.BaseStatement) -> None:
             nonlocal carried
             if carried:
-                statement = statement.with_changes(leading_lines=[*carried, *statement.leading_lines])
+                above = [*carried, *leading_lines(statement)]
+                statement = statement.with_changes(leading_lines=above)
                 carried = []
             body.append(statement)
 
@@ -138,7 +145,7 @@ class _Rewrite(cst.CSTTransformer):
             for inserted in self.before.get(id(old), ()):
                 emit(inserted)
             if id(old) in self.removed:
-                carried.extend(new.leading_lines)
+                carried.extend(leading_lines(new))
             else:
                 emit(new)
             for inserted in self.after.get(id(old), ()):

@@ -68,6 +68,8 @@ def clears_after_steps(tree: Tree) -> bool:
 
 
 def is_step(statement: cst.BaseStatement) -> bool:
-    return isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1 and bool(
-        step_call(statement)
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and bool(step_call(statement))
     )

@@ -37,4 +37,6 @@ def fix_for(discard: DiscardedGradients, tree: Tree) -> Fix | None:
     safe = same_function(tree, discard.backward, discard.clear) and (
         discard.backward.location < discard.clear.location
     )
-    return Fix(CODE, discard.clear.location, safe, (Remove(clear), Insert(after_step(tree, step), moved(clear))))
+    return Fix(
+        CODE, discard.clear.location, safe, (Remove(clear), Insert(after_step(tree, step), moved(clear)))
+    )

@@ -11,7 +11,9 @@ from gradlint.fix.tree import Tree
 
 def step_call(line: cst.SimpleStatementLine) -> cst.Call | None:
     statement = line.body[0]
-    if isinstance(statement, cst.Expr) and m.matches(statement.value, m.Call(func=m.Attribute(attr=m.Name("step")))):
+    if isinstance(statement, cst.Expr) and m.matches(
+        statement.value, m.Call(func=m.Attribute(attr=m.Name("step")))
+    ):
         return statement.value  # type: ignore[return-value]
     return None
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import cast
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, ParentNodeProvider, PositionProvider
@@ -28,8 +29,9 @@ class Tree:
         # No copy: the nodes the edits name must be the nodes of `self.module`.
         wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
         metadata = wrapper.resolve_many([PositionProvider, ParentNodeProvider])  # one walk for both
-        self.positions = metadata[PositionProvider]
-        self.parents = metadata[ParentNodeProvider]
+        # resolve_many's mapping is typed loosely: these are what the two providers give.
+        self.positions = cast("Mapping[cst.CSTNode, CodeRange]", metadata[PositionProvider])
+        self.parents = cast("Mapping[cst.CSTNode, cst.CSTNode]", metadata[ParentNodeProvider])
         self.syntax = ast.parse(text)
         self._module_names: set[str] | None = None
         self._function_names: dict[int, set[str]] = {}
@@ -69,7 +71,9 @@ class Tree:
         if line is None:
             return None
         block = self.parents.get(line)
-        owner = self.parents.get(block) if isinstance(block, cst.IndentedBlock) else None
+        if not isinstance(block, cst.IndentedBlock):
+            return line
+        owner = self.parents.get(block)
         if isinstance(owner, cst.For) and len(block.body) == 1 and isinstance(line.body[0], cst.Assign):
             return owner if owner.orelse is None else None
         return line
@@ -104,14 +108,15 @@ class Tree:
 
     def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         while node in self.parents:
-            node = self.parents[node]
-            yield node
+            parent = self.parents[node]
+            yield parent
+            node = parent
 
     def function_of(self, node: cst.CSTNode) -> cst.FunctionDef | None:
         """The innermost function around `node`; None at module level (a lambda is no function here)."""
         return next((a for a in self.ancestors(node) if isinstance(a, cst.FunctionDef)), None)
 
-    def function_at(self, location: Location) -> cst.FunctionDef | None | bool:
+    def function_at(self, location: Location) -> cst.FunctionDef | bool | None:
         """The function holding `location`; False when no node there is known."""
         nodes = self.nodes_at(location)
         return self.function_of(nodes[0]) if nodes else False
