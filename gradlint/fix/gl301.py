@@ -19,6 +19,7 @@ import libcst.matchers as m
 
 from gradlint.analysis.facts import Facts, UnscaledAccumulation
 from gradlint.fix.edits import Fix, Replace
+from gradlint.fix.steps import same_function
 from gradlint.fix.tree import Tree
 
 CODE = "GL301"
@@ -38,6 +39,9 @@ def fix_for(unscaled: UnscaledAccumulation, tree: Tree) -> Fix | None:
     count = divisor(unscaled.count, tree.bound_names(backward.location.line))
     if statement is None or call is None or count is None:
         return None
+    loop = tree.loop_at(unscaled.loop.location)
+    if loop is None or not tree.inside(statement, loop) or not same_function(tree, backward, unscaled.step):
+        return None  # the loop that repeats, the backward and the step must be the function's own
     scaled = divided_call(tree, call, count)
     if scaled is None:
         return None
