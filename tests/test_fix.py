@@ -300,7 +300,7 @@ def test_check_fix_reports_what_remains_and_exits_1(tmp_path: Path, capsys) -> N
     code, out, err = gradlint(capsys, "check", "--fix", "--no-cache", path)
     assert code == 1
     assert "GL301" in out and "GL101" not in out
-    assert "fixed 1 finding, 1 remaining" in err
+    assert "fixed 1 finding, 1 remaining (1 more with --unsafe-fixes)" in err
     code, out, _ = gradlint(capsys, "fix", "--unsafe-fixes", path)
     assert code == 0 and out == ""
 

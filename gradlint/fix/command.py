@@ -54,12 +54,14 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
         elif outcome.changed:
             write_source(path, outcome.fixed.text)
     fixed = sum(outcome.fixed.fixed for outcome in outcomes if outcome.fixed)
+    unsafe_left = sum(outcome.fixed.unsafe_left for outcome in outcomes if outcome.fixed)
+    hint = f" ({unsafe_left} more with --unsafe-fixes)" if unsafe_left else ""
     results = [outcome.result for outcome in outcomes]
     if args.diff:
         sys.stdout.write("".join(diff(outcome) for outcome in outcomes if outcome.changed))
         errors = [FileResult(result.path, error=result.error) for result in results if result.error]
         sys.stdout.write(cli.format_text(errors))
-        print(f"{fixed} fixable {plural(fixed, 'finding')} (run with --fix to apply)", file=sys.stderr)
+        print(f"{fixed} fixable {plural(fixed, 'finding')}{hint}", file=sys.stderr)
         if errors:
             return cli.EXIT_ERROR
         return cli.EXIT_FINDINGS if fixed else cli.EXIT_CLEAN
@@ -72,7 +74,7 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
         if not cli.write_report(cli.render(args, results, sources), args.output_file):
             return cli.EXIT_ERROR
     remaining = sum(len(result.findings) for result in results)
-    print(f"fixed {fixed} {plural(fixed, 'finding')}, {remaining} remaining", file=sys.stderr)
+    print(f"fixed {fixed} {plural(fixed, 'finding')}, {remaining} remaining{hint}", file=sys.stderr)
     return cli.exit_code(results)
 
 

@@ -35,6 +35,7 @@ class Fixed:
     text: str
     fixed: int
     remaining: tuple[Finding, ...]
+    unsafe_left: int = 0  # remaining findings that an unsafe fix, not asked for, would fix
 
     @property
     def changed(self) -> bool:
@@ -47,22 +48,30 @@ def fix_source(
     """Apply the fixes for `text`'s findings; raises SourceError when `text` cannot be checked."""
     codes = None if codes is None else tuple(codes)
     findings = check_source(text, filename, codes)
-    fixed = 0
+    fixed = unsafe_left = 0
     for _ in range(MAX_PASSES):
-        offered = offered_fixes(text, findings, unsafe)
-        if not offered:
+        offer = offered_fixes(text, findings, unsafe)
+        if offer is None:
             break
-        result = apply_checked(text, findings, offered, filename, codes)
+        unsafe_left = offer.unsafe_left
+        result = apply_checked(text, findings, offer, filename, codes) if offer.fixes else None
         if result is None:
             break
         text, findings, count = result
         fixed += count
-        if len(disjoint(offered[1])) == len(offered[1]):
+        if len(disjoint(offer.fixes)) == len(offer.fixes):
             break  # nothing was put off for a later pass: another would find nothing new
-    return Fixed(text, fixed, tuple(findings))
+    return Fixed(text, fixed, tuple(findings), unsafe_left)
 
 
-def offered_fixes(text: str, findings: Sequence[Finding], unsafe: bool) -> tuple[Tree, list[Fix]] | None:
+@dataclass(frozen=True)
+class Offer:
+    tree: Tree
+    fixes: list[Fix]
+    unsafe_left: int  # findings whose only fixes are unsafe ones, not asked for
+
+
+def offered_fixes(text: str, findings: Sequence[Finding], unsafe: bool) -> Offer | None:
     wanted = {(finding.code, finding.location) for finding in findings if finding.code in FIXERS}
     if not wanted:
         return None
@@ -73,24 +82,29 @@ def offered_fixes(text: str, findings: Sequence[Finding], unsafe: bool) -> tuple
     facts = analyse(tree.syntax, text.splitlines())
     fixes: list[Fix] = []
     seen: set[tuple[str, object]] = set()
+    held_back: set[tuple[str, object]] = set()
     for code in sorted({code for code, _ in wanted}):
         for fix in FIXERS[code].fixes(facts, tree):
             key = (fix.code, fix.location)
-            if key in wanted and key not in seen and (fix.safe or unsafe):
+            if key not in wanted or key in seen:
+                continue
+            if fix.safe or unsafe:
                 seen.add(key)
                 fixes.append(fix)
-    return (tree, fixes) if fixes else None
+            else:
+                held_back.add(key)
+    return Offer(tree, fixes, len(held_back - seen))
 
 
 def apply_checked(
     text: str,
     findings: Sequence[Finding],
-    offered: tuple[Tree, list[Fix]],
+    offer: Offer,
     filename: str,
     codes: tuple[str, ...] | None,
 ) -> tuple[str, list[Finding], int] | None:
     """The source with the fixes that hold up, its findings and how many were fixed; None if none did."""
-    tree, fixes = offered
+    tree, fixes = offer.tree, offer.fixes
     candidates = disjoint(fixes)
     together = attempt(tree, candidates, findings, filename, codes)
     if together is not None:

@@ -38,12 +38,12 @@ def fix_notebook(
     python = [list(cell.lines) for cell in cells]
     new_cells = split_into_cells(source.text, fixed.text, python, written)
     if not fixed.changed or new_cells is None:
-        return Fixed(text, 0, tuple(check_notebook(text, filename, codes)))
+        return Fixed(text, 0, tuple(check_notebook(text, filename, codes)), fixed.unsafe_left)
     for cell, old, new in zip(raw, written, new_cells):
         if new != old:
             cell["source"] = cell_source(new, cell.get("source"))
     new_text = dump_like(document, text)
-    return Fixed(new_text, fixed.fixed, tuple(check_notebook(new_text, filename, codes)))
+    return Fixed(new_text, fixed.fixed, tuple(check_notebook(new_text, filename, codes)), fixed.unsafe_left)
 
 
 def split_into_cells(
