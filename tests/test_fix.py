@@ -32,7 +32,6 @@ GOLDEN = sorted((Path(__file__).resolve().parent / "fix_golden").glob("*.in.py")
 
 # Buggy fixtures whose fixable finding is left alone, and why. Strict: a fix appearing fails the test.
 NOT_FIXED = {
-    "bug_GL102_lbfgs_closure": "the clear belongs inside the closure, not after step(closure)",
     "bug_GL103_accelerate_model_zero_grad": "the clear already follows the step: the fix is another clear",
     "bug_GL103_helper_clears_after_logging": "the clear is in a helper, the step in its caller",
 }
