@@ -124,10 +124,6 @@ class Tree:
     def inside(self, node: cst.CSTNode, outer: cst.CSTNode) -> bool:
         return any(a is outer for a in self.ancestors(node))
 
-    def start(self, node: cst.CSTNode) -> tuple[int, int]:
-        where = self.positions[node].start
-        return where.line, where.column
-
     def bound_names(self, line: int) -> set[str]:
         """Names a new expression on `line` may use: the module's, the enclosing functions', builtins."""
         if self._module_names is None:
