@@ -11,6 +11,9 @@ program might mean to drop the earlier backwards, and moving the clear makes the
 
 from __future__ import annotations
 
+import libcst as cst
+import libcst.matchers as m
+
 from gradlint.analysis.facts import DiscardedGradients, Facts
 from gradlint.fix.edits import Fix, Insert, Remove, moved
 from gradlint.fix.steps import after_step, same_function
@@ -34,9 +37,24 @@ def fix_for(discard: DiscardedGradients, tree: Tree) -> Fix | None:
         return None  # the clear is all its block holds: what guards it would be left guarding nothing
     if not discard.clear.location < discard.step.location or tree.inside(step, clear):
         return None  # the clear already follows the step in the text: moving it is not the fix
-    safe = same_function(tree, discard.backward, discard.clear) and (
-        discard.backward.location < discard.clear.location
+    safe = (
+        same_function(tree, discard.backward, discard.clear)
+        and discard.backward.location < discard.clear.location
+        and not backward_between(tree, clear, step)
     )
     return Fix(
         CODE, discard.clear.location, safe, (Remove(clear), Insert(after_step(tree, step), moved(clear)))
     )
+
+
+def backward_between(tree: Tree, clear: cst.BaseStatement, step: cst.BaseStatement) -> bool:
+    """Some backward call sits in the text between the clear and the step."""
+    start, end = tree.positions[clear].end, tree.positions[step].start
+    backward = m.Call(
+        func=m.Attribute(attr=m.Name("backward") | m.Name("manual_backward")) | m.Name("backward")
+    )
+    for node, where in tree.positions.items():
+        if (start.line, start.column) <= (where.start.line, where.start.column) < (end.line, end.column):
+            if isinstance(node, cst.Call) and m.matches(node, backward):
+                return True
+    return False
