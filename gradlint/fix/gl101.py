@@ -1,10 +1,11 @@
 """GL101's fix: move the clear into the loop that steps, and remove it from where it ran too rarely.
 
 The clear goes where the file already clears: right after the step when the file clears after a step
-elsewhere, else at the top of the stepping loop (before the forward pass). Right after the step it
-goes, whatever the style, when an iteration can skip the step (the step is under an `if`, or a
-`continue` is in the loop): at the top it would wipe the skipped iterations' gradients. It keeps
-its own spelling (`model.zero_grad(set_to_none=True)`, a `p.grad = None` loop) and trailing comment.
+elsewhere, else at the top of the stepping loop (before the forward pass). It keeps its own spelling
+(`model.zero_grad(set_to_none=True)`, a `p.grad = None` loop) and trailing comment. When an
+iteration can skip the step (the step is under an `if`, or a `continue` is in the loop), a copy goes
+right after the step, whatever the style (at the top it would wipe the skipped iterations'
+gradients), and the outer clear stays: it still drops what a skipped last step left behind.
 
 Safe: the clear then runs once per step, either right after it or at the top of a loop whose every
 iteration steps, so it only clears gradients a step has already applied; where the program was
@@ -44,16 +45,24 @@ def fix_for(stale: StaleStep, tree: Tree) -> Fix | None:
         return None
     step = tree.statement_at(stale.step.location)
     if step is not None and tree.inside(step, loop):
-        if clears_after_steps(tree) or not tree.always_reached(step, loop):
-            return fix(stale, clear, Insert(after_step(tree, step), moved(clear), after=True))
+        after = Insert(after_step(tree, step), moved(clear), after=True)
+        if not tree.always_reached(step, loop):
+            # What a skipped step leaves in .grad when the loop ends, the outer clear still drops.
+            return Fix(CODE, stale.clear.location, True, (Insert(after.anchor, copied(clear)),))
+        if clears_after_steps(tree):
+            return Fix(CODE, stale.clear.location, True, (Remove(clear), after))
     elif skips_iterations(loop):
         return None  # the step is in a helper this loop may skip: where the clear goes is not clear
-    return fix(stale, clear, Insert(loop.body.body[0], moved(clear), after=False))
+    top = Insert(loop.body.body[0], moved(clear), after=False)
+    return Fix(CODE, stale.clear.location, True, (Remove(clear), top))
 
 
-def fix(stale: StaleStep, clear: cst.BaseStatement, where: Insert) -> Fix:
-    assert stale.clear is not None
-    return Fix(CODE, stale.clear.location, True, (Remove(clear), where))
+def copied(clear: cst.BaseStatement) -> cst.BaseStatement:
+    """A second clear like `clear`, without its trailing comment (that stays with the original)."""
+    copy = moved(clear)
+    if isinstance(copy, cst.SimpleStatementLine):
+        return copy.with_changes(trailing_whitespace=cst.TrailingWhitespace())
+    return copy
 
 
 def clears_after_steps(tree: Tree) -> bool:
