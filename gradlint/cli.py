@@ -26,6 +26,9 @@ DOCUMENT_FORMATS = ("json", "sarif")  # one document: nothing may be printed bef
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fix"]:  # `gradlint fix ...` is `gradlint check --fix ...`
+        argv = ["check", "--fix", *argv[1:]]
     args = build_parser().parse_args(argv)
     if args.command == "rules":
         write_report(rules_table_text(all_rules()))
@@ -64,7 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes to check with (default: all cores)",
     )
     check.add_argument("--no-cache", action="store_true", help="neither read nor write .gradlint_cache/")
+    check.add_argument("--fix", action="store_true", help="apply the safe fixes, then report what remains")
+    check.add_argument("--diff", action="store_true", help="show the fixes as a unified diff; write nothing")
+    check.add_argument(
+        "--unsafe-fixes", action="store_true", help="with --fix or --diff, apply unsafe fixes too"
+    )
     runtime_run.add_confirm_options(check)
+    # Listed for --help; main() reads `fix ARGS` as `check --fix ARGS`, so it takes check's options.
+    commands.add_parser("fix", help="apply the fixes (check's options; --fix implied)", add_help=False)
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
     explain = commands.add_parser("explain", help="a rule's full documentation")
     explain.add_argument("code", metavar="CODE", help="a rule code such as GL101, or its name")
@@ -115,6 +125,10 @@ def run_check(args: argparse.Namespace) -> int:
         (path, frozenset(config.codes_for(None if path == STDIN else path, codes)))
         for path in expand_paths(args.paths, config.exclude)
     ]
+    if args.fix or args.diff:
+        from gradlint.fix.command import fix_command  # libcst is loaded only to fix
+
+        return fix_command(args, work)
     checked = check_paths(work, args.jobs, None if args.no_cache else cache_for(config.path))
     results = [result for result, _ in checked]
     report = render(args, results, {result.path: text for result, text in checked if text})

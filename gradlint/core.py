@@ -71,6 +71,9 @@ class Rule:
     runtime: str = ""
     references: tuple[str, ...] = ()
     fixable: bool = False
+    # What `gradlint fix` does for this rule, and whether the fix is safe (applied by default:
+    # unchanged behaviour for a correct program) or unsafe (only with --unsafe-fixes).
+    fix: str = ""
     enabled_by_default: bool = True
     # A file that contains none of these words cannot hold what the rule looks for, so it is not
     # analysed for it: every rule of the core needs a call to `backward(`, which most Python files

@@ -79,6 +79,7 @@ def rule_markdown(rule: Rule) -> str:
         f"## Example\n\n{python_block(rule.example)}",
         f"## Use instead\n\n{python_block(rule.use_instead)}",
         f"## How the runtime confirms it\n\n{rule.runtime or NO_RUNTIME_CHECK}",
+        *([f"## Fix\n\n{rule.fix}"] if rule.fix else []),
         "## References\n\n" + ("\n".join(f"- <{url}>" for url in rule.references) or "None yet."),
     ]
     return "\n\n".join(sections) + "\n"

@@ -46,7 +46,17 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",
         "https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html",
     ),
-    fixable=False,
+    fixable=True,
+    fix=(
+        "Safe. `gradlint fix` moves the clear into the loop that steps: right after the step when the "
+        "file already clears after a step elsewhere, else at the top of that loop, before the forward "
+        "pass; the clear keeps its form (`set_to_none=True`, a `p.grad = None` loop) and the outer one is "
+        "removed. When an iteration can skip the step (the step under an `if`, a `continue` in the "
+        "loop), a copy of the clear goes right after the step and the outer clear stays, still dropping "
+        "what a skipped step leaves behind. It is offered only for a loop in the function of the clear; "
+        "the clear then runs once per step, on gradients a step has already applied, so a program that "
+        "was right after all is unchanged."
+    ),
     valid=(
         "for x, y in loader:\n"
         "    optimizer.zero_grad()\n"

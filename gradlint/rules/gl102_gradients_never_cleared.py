@@ -38,7 +38,15 @@ RULE = Rule(
         "https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html",
         "https://pytorch.org/docs/stable/generated/torch.Tensor.backward.html",
     ),
-    fixable=False,
+    fixable=True,
+    fix=(
+        "Safe. `gradlint fix` inserts `optimizer.zero_grad()` right after the step of that optimizer "
+        "(`opt.step()` or `scaler.step(opt)`, after the `scaler.update()` that follows it), and "
+        "`p.grad.zero_()` after a hand-written update `p -= lr * p.grad`. The gradients it clears were "
+        "just applied, so a correct program is unchanged. For a step with a closure (`opt.step(closure)`, "
+        "LBFGS) it inserts `opt.zero_grad()` at the top of the closure, before its backward: the step "
+        "evaluates the closure several times and each evaluation must start from clean gradients."
+    ),
     valid=(
         "for x, y in loader:\n"
         "    for p in model.parameters():\n"

@@ -43,7 +43,17 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html",
         "https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-accumulation",
     ),
-    fixable=False,
+    fixable=True,
+    fix=(
+        "`gradlint fix` moves the clear to right after the step it starved (keeping `set_to_none`), when "
+        "both are in one function and the clear comes first. Safe when the clear sits between the "
+        "backward and the step: that step could only apply empty gradients, which no correct program "
+        "means. Unsafe (with `--unsafe-fixes`) when a backward runs between the clear and the step, as "
+        "with a clear on every micro-batch: a program could mean to drop the earlier backwards, and the "
+        "moved clear makes the step apply them all. A clear that already follows the step in the text "
+        "(`model.zero_grad()` inside `accelerator.accumulate`) is not moved: replace it with the "
+        "prepared optimizer's `zero_grad()`."
+    ),
     valid=(
         "for i, (x, y) in enumerate(loader):\n"
         "    (loss_fn(model(x), y) / 4).backward()\n"

@@ -41,6 +41,10 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/generated/torch.Tensor.backward.html",
     ),
     fixable=False,
+    fix=(
+        "Not auto-fixable: which optimizer should step, and where, is the program's to decide; add "
+        "its `step()` after the backward."
+    ),
     valid=(
         "def accumulate(model, loader, optimizer):\n"
         "    for x, y in loader:\n"

@@ -46,7 +46,16 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-accumulation",
         "https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation",
     ),
-    fixable=False,
+    fixable=True,
+    fix=(
+        "Unsafe (applied with `--unsafe-fixes`). `gradlint fix` divides the loss given to backward by the "
+        "count the finding names, in the file's own names: `(loss / accum_steps).backward()`, "
+        "`scaler.scale(loss / accum_steps).backward()`, `accelerator.backward(loss / accum_steps)`, "
+        "`/ len(loader)` for one step per pass over the loader. The loss variable is left as it is, so "
+        "what the program logs does not change. It is unsafe because it divides every update by the "
+        "count: that is the fix, but a learning rate tuned with the summed gradients is then in effect "
+        "n times smaller. Not offered when the count names something not in scope at the backward."
+    ),
     valid=(
         "for i, (x, y) in enumerate(loader):\n"
         "    (loss_fn(model(x), y) / accum).backward()\n"
