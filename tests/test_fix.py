@@ -339,10 +339,10 @@ def test_diff_writes_nothing_and_exits_1_when_there_is_something_to_fix(tmp_path
 
 
 def test_fix_of_a_file_that_does_not_parse_is_an_error(tmp_path: Path, capsys) -> None:
-    path = write(tmp_path, "broken.py", "def (:\n")
+    path = write(tmp_path, "broken.py", "def (:\n    loss.backward()\n")
     code, out, _ = gradlint(capsys, "fix", path)
     assert code == 2 and "GL000" in out
-    assert Path(path).read_text() == "def (:\n"
+    assert Path(path).read_text() == "def (:\n    loss.backward()\n"
 
 
 def test_fix_notebook_file_from_the_command_line(tmp_path: Path, capsys) -> None:
