@@ -158,6 +158,7 @@ OPTIMIZER_READS = {
 }
 GRADIENT_ATTRIBUTES = {"backward", "manual_backward", "zero_grad", "step", "grad"}
 ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
+CLIPS = {"clip_grad_norm_", "clip_grad_value_", "clip_grad_norm"}
 # fmt: on
 
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
