@@ -223,6 +223,17 @@ def is_optimizer_constructor(call: ast.Call) -> bool:
     return callee_name(call) in OPTIMIZER_CONSTRUCTORS
 
 
+def is_order_call(node: ast.AST) -> bool:
+    """A clip, or a scaler's `update()` / `unscale_()`: no gradient count changes, the order facts do."""
+    if not isinstance(node, ast.Call):
+        return False
+    callee = callee_name(node)
+    if callee in CLIPS:
+        return True
+    receiver = path_of(node.func.value) if isinstance(node.func, ast.Attribute) else None
+    return callee in ("update", "unscale_") and receiver is not None and is_scaler_name(receiver)
+
+
 def is_scheduler_constructor(call: ast.Call) -> bool:
     return bool(SCHEDULER_CONSTRUCTOR.search(callee_name(call)))
 

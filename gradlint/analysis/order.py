@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from gradlint.analysis import names
 from gradlint.analysis.facts import (
     ClipAfterStep,
     ClipOnScaledGradients,
@@ -91,6 +92,12 @@ def reads_loop_variable(guard: ast.expr | None, loop: Loop) -> bool:
     return any(isinstance(n, ast.Name) and n.id in variables for n in ast.walk(guard))
 
 
+def name_tag(key: str) -> frozenset[str]:
+    """What a name says besides its role: `scheduler_D` and `optD` -> {d}; `scheduler`, `optimizer` -> {}."""
+    name = names.last_name(key.rsplit(":", 1)[-1])
+    return frozenset(names.words(name) - names.SCHEDULER_WORDS - names.OPTIMIZER_WORDS - {"lr"})
+
+
 class OrderInterpreter:
     """The interpreter's handling of order facts; RootInterpreter supplies the rest (names to
     objects, `update`, which optimizers a module feeds)."""
@@ -136,8 +143,10 @@ class OrderInterpreter:
         if scheduler in self.schedules:
             optimizer = self.schedules[scheduler]
             keys = {optimizer} & set(state) if optimizer is not None else set()
-        else:  # built where we cannot see: only one optimizer it can be for
+        else:  # built where we cannot see: the one optimizer it can be for, or the one named alike
             candidates = {k for k in state if k != MANUAL and k not in self.engines}
+            if len(candidates) > 1 and scheduler is not None:
+                candidates = {k for k in candidates if name_tag(k) == name_tag(scheduler)}
             keys = candidates if len(candidates) == 1 else set()
         return self.change_order(state, keys, lambda o: o._replace(scheduled=o.scheduled | {(event, loop)}))
 
