@@ -438,11 +438,15 @@ class FunctionBuilder:
                 return []
             return [Event(EventKind.UNSCALE, self.site(node), optimizer, "optimizer", scaler=receiver_path)]
         if is_scaler and callee == "update":
-            return [Event(EventKind.SCALER_UPDATE, self.site(node), receiver_path, "scaler", scaler=receiver_path)]
+            return [
+                Event(EventKind.SCALER_UPDATE, self.site(node), receiver_path, "scaler", scaler=receiver_path)
+            ]
         if callee not in names.CLIPS:
             return None
         clipped = node.args[0] if node.args else keyword(node, "parameters")
-        limit = node.args[1] if len(node.args) > 1 else keyword(node, "max_norm") or keyword(node, "clip_value")
+        limit = (
+            node.args[1] if len(node.args) > 1 else keyword(node, "max_norm") or keyword(node, "clip_value")
+        )
         if clipped is None or (limit is not None and "inf" in names.segment(self.lines, limit)):
             return []  # `clip_grad_norm_(params, float("inf"))` only measures the norm
         model = parameters_owner(clipped)

@@ -662,7 +662,10 @@ class RootInterpreter(OrderInterpreter):
         for backward in lost:
             self.discarded_by.setdefault(backward, event)
         return Grad(
-            clear=(event, frame.loops), discarded=discarded, assumed=value.assumed, order=value.order.cleared()
+            clear=(event, frame.loops),
+            discarded=discarded,
+            assumed=value.assumed,
+            order=value.order.cleared(),
         )
 
     def read_gradients(self, event: Event, state: State) -> State:

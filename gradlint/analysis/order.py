@@ -130,9 +130,15 @@ class OrderInterpreter:
         """`scaler.update()`, or code we cannot see that receives the scaler."""
         if scaler is None:
             return state
-        keys = {k for k, values in state.items() if any(s[1] == scaler for v in values for s in v.order.scaler_steps)}
+        keys = {
+            k
+            for k, values in state.items()
+            if any(s[1] == scaler for v in values for s in v.order.scaler_steps)
+        }
         return self.change_order(
-            state, keys, lambda o: o._replace(scaler_steps=frozenset(s for s in o.scaler_steps if s[1] != scaler))
+            state,
+            keys,
+            lambda o: o._replace(scaler_steps=frozenset(s for s in o.scaler_steps if s[1] != scaler)),
         )
 
     def scheduler_step(self, event: Event, state: dict, frame: Any) -> dict:
@@ -163,7 +169,9 @@ class OrderInterpreter:
             order = value.order
             for scheduler, scheduler_loop in order.scheduled:
                 self.facts.scheduler_before_step.add(
-                    SchedulerBeforeStep(display, scheduler.site, event.site, scheduler_loop.site, scheduler_loop is not loop)
+                    SchedulerBeforeStep(
+                        display, scheduler.site, event.site, scheduler_loop.site, scheduler_loop is not loop
+                    )
                 )
             if event.scaler is None and event.target != "manual" and order.amp and not order.unscaled_too:
                 for backward in order.amp:

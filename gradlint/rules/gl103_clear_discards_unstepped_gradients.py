@@ -69,7 +69,9 @@ def check(facts: Facts) -> list[Finding]:
     # A step placed before the backward (GL203) is the cause of those discards: report it alone
     caused_by_order = {(fact.step, fact.backward) for fact in facts.step_before_backward}
     return one_per_place(
-        report(discard) for discard in facts.discarded if (discard.step, discard.backward) not in caused_by_order
+        report(discard)
+        for discard in facts.discarded
+        if (discard.step, discard.backward) not in caused_by_order
     )
 
 

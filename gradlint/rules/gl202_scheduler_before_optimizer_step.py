@@ -43,7 +43,8 @@ RULE = Rule(
     runtime=(
         "Confirmed when a scheduler steps (its constructor's own step aside) before any step of its "
         "optimizer was attempted, and the optimizer steps after it: the first learning-rate value was "
-        "skipped. A step GradScaler skipped on inf/NaN counts as attempted, so its false alarm is not repeated."
+        "skipped. A step GradScaler skipped on inf/NaN counts as attempted, so PyTorch's false alarm "
+        "is not repeated."
     ),
     references=(
         "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate",

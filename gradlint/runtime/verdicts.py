@@ -290,7 +290,8 @@ def _schedulers_before_steps(trace: Trace, script: _Script) -> list[Violation]:
     for line, (record, step, lines) in by_line.items():
         evidence = (
             f"{record.scheduler}.step() at line {line} ran before any step of its optimizer, which first "
-            f"stepped at {_describe_lines(script.lines(step.sites)[:1])}: the first learning rate was never used"
+            f"stepped at {_describe_lines(script.lines(step.sites)[:1])}: "
+            f"the first learning rate was never used"
         )
         found.append(Violation("GL202", SCHEDULED_FIRST, line, frozenset(lines), evidence))
     return found
@@ -376,6 +377,12 @@ def _scalers_not_updated(trace: Trace, script: _Script) -> list[Violation]:
     ]
 
 
+CLIP_KINDS = {
+    "GL403": (SCALED_CLIP, "gradients that still held GradScaler's scale"),
+    "GL503": (LATE_CLIP, "gradients a step had already applied"),
+}
+
+
 def _clips(trace: Trace, script: _Script) -> list[Violation]:
     """Clips on still-scaled gradients (GL403) and on gradients a step already used (GL503)."""
     groups: dict[tuple[str, int], list[ClipRecord]] = {}
@@ -387,13 +394,9 @@ def _clips(trace: Trace, script: _Script) -> list[Violation]:
             groups.setdefault(("GL503", main), []).append(clip)
     found = []
     for (code, line), clips in groups.items():
+        kind, what = CLIP_KINDS[code]
         lines = frozenset(script.lines([site for clip in clips for site in clip.sites]))
-        if code == "GL403":
-            what = "gradients that still held GradScaler's scale"
-            found.append(Violation(code, SCALED_CLIP, line, lines, f"{len(clips)} clips at line {line} ran on {what}"))
-        else:
-            what = "gradients a step had already applied"
-            found.append(Violation(code, LATE_CLIP, line, lines, f"{len(clips)} clips at line {line} ran on {what}"))
+        found.append(Violation(code, kind, line, lines, f"{len(clips)} clips at line {line} ran on {what}"))
     return found
 
 
