@@ -646,6 +646,8 @@ class Tracer:
                 args, kwargs, params = _materialize_parameters(args, kwargs)
                 self._notice_unseen_changes(self._params.values())
                 scaled = self._scaled_by_amp(params)
+                if scaled and not self._holds_unstepped_amp(params):
+                    scaled = False  # scaler.step() unscaled them (update() then forgets it did)
                 # clip_grad_norm_(params, inf) only measures the norm: it clips nothing, late or not
                 limit = args[1] if len(args) > 1 else kwargs.get("max_norm", kwargs.get("clip_value"))
                 measures_only = isinstance(limit, (int, float)) and limit == float("inf")
@@ -661,12 +663,21 @@ class Tracer:
 
         return wrap
 
+    def _holds_unstepped_amp(self, params: list[Any] | None) -> bool:
+        """Whether these gradients hold an AMP-scaled backward pass that no step has used yet."""
+        held = set().union(*(s.ids for s in self._states_of(params) if s.param.grad is not None))
+        backwards = self.trace.backwards
+        return any(b in backwards and backwards[b].amp and b not in self.trace.applied_by for b in held)
+
+    def _states_of(self, params: list[Any] | None) -> list[_ParamState]:
+        states = [self._params.get(id(param)) for param in params or ()]
+        return [state for state in states if state is not None]
+
     def _already_applied(self, params: list[Any] | None) -> bool | None:
         """Whether a step has used every backward pass summed in these parameters' gradients."""
         if params is None:
             return None
-        states = [self._params.get(id(param)) for param in params]
-        held = set().union(*(s.ids for s in states if s is not None and s.param.grad is not None))
+        held = set().union(*(s.ids for s in self._states_of(params) if s.param.grad is not None))
         return bool(held) and held <= self.trace.applied_by.keys()
 
     def _scaled_by_amp(self, params: list[Any] | None) -> bool | None:
