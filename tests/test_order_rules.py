@@ -219,6 +219,17 @@ for x, y in loader:
     scaler.update()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # GL503
 """,
+    "a GAN clips G after D's step, optimizers built where we cannot see": """
+def train(disc, gen, opt_d, opt_g, loader):
+    for x in loader:
+        opt_d.zero_grad()
+        opt_g.zero_grad()
+        d_loss(disc, gen, x).backward()
+        opt_d.step()
+        g_loss(disc, gen, x).backward()
+        torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
+        opt_g.step()
+""",
     "clip in the next iteration, before that iteration's backward": """
 for x, y in loader:
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # GL503

@@ -221,7 +221,11 @@ class OrderInterpreter:
         )
 
     def clip(self, event: Event, state: dict, frame: Any) -> dict:
-        for key in self.grad_keys(event, state, frame) & set(state):
+        keys = self.grad_keys(event, state, frame) & set(state)
+        # Clipping after a step only when every optimizer it may touch has just stepped: with the
+        # parameters' owner unknown, a GAN's clip of G after D's step is G's clip before G's step.
+        late = all(any(v.order.stepped for v in state[key] if not v.unknown) for key in keys)
+        for key in keys:
             for value in state[key]:
                 if value.unknown:
                     continue
@@ -229,7 +233,7 @@ class OrderInterpreter:
                 if order.amp and not order.unscaled_too and not event.unscales:
                     for backward in order.amp:
                         self.facts.clip_scaled.add(ClipOnScaledGradients(event.site, backward.site))
-                for step in order.stepped:
+                for step in order.stepped if late else ():
                     display = step.path if step.target != "manual" and step.path else "parameters"
                     self.facts.clip_after_step.add(ClipAfterStep(display, event.site, step.site))
         return state
