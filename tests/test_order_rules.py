@@ -24,6 +24,15 @@ for x, y in loader:
     plateau.step(loss.item())  # GL202
     optimizer.step()
 """,
+    "ReduceLROnPlateau is a scheduler whatever its name": """
+reducer = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+for epoch in range(epochs):
+    reducer.step(best_loss)  # GL202
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+""",
     "a scheduler stepped in a helper the batch loop calls, before the step": """
 def advance(scheduler):
     scheduler.step()  # GL202

@@ -121,7 +121,7 @@ class FunctionBuilder:
             if found:
                 return found
         root = path.split(".", 1)[0].split("[", 1)[0]
-        if root not in self.locals:
+        if root not in self.locals or self.function is None:  # the module's own names are the index's
             return self.index.kinds.get(path)
         return None
 

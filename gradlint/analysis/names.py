@@ -57,7 +57,7 @@ OPTIMIZER_CONSTRUCTORS = {
     "configure_optimizers",
 }
 SCHEDULER_CONSTRUCTOR = re.compile(
-    r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler)$|^get_.*schedule"
+    r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler|LROnPlateau)$|^get_.*schedule"
 )
 SCALER_CONSTRUCTORS = {"GradScaler", "ShardedGradScaler", "NativeScaler", "NativeScalerWithGradNormCount"}
 DATA_WORDS = {
