@@ -103,6 +103,27 @@ for x in loader:
     g_loss(disc, gen, x).backward()
     opt_g.step()
 """,
+    "a helper that steps, called under a window counter before the backward: silence": """
+def apply(optimizer):
+    optimizer.step()
+    optimizer.zero_grad()
+
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for i, (x, y) in enumerate(loader):
+    if i > 0 and i % 4 == 0:
+        apply(optimizer)
+    (loss_fn(model(x), y) / 4).backward()
+""",
+    "a helper that steps, called before the backward on every batch": """
+def apply(optimizer):
+    optimizer.step()  # GL203
+    optimizer.zero_grad()
+
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    apply(optimizer)
+    loss_fn(model(x), y).backward()
+""",
     "a backward on only some paths before the step: no GL203 (the last backward is GL201's)": """
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 for x, y in loader:

@@ -708,7 +708,7 @@ class FunctionBuilder:
         for keyword_argument in node.keywords:
             if keyword_argument.arg in params:
                 bindings[keyword_argument.arg] = bind(keyword_argument.value)
-        return [*registers, Call(function, bindings, self.site(node))]
+        return [*registers, Call(function, bindings, self.site(node), guarded=context.guard is not None)]
 
     # --- helpers ------------------------------------------------------------------------------
     def parameter_sources(self, constructor: ast.Call) -> tuple[str, ...]:

@@ -99,6 +99,7 @@ class Call:
     function: ast.FunctionDef | ast.AsyncFunctionDef
     bindings: dict[str, str | None]
     site: Site
+    guarded: bool = False  # under an `if` inside the caller's innermost loop
 
 
 @dataclass(eq=False)

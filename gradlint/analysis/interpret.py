@@ -92,6 +92,7 @@ class Frame:
     stack: tuple[ast.FunctionDef | ast.AsyncFunctionDef | None, ...] = ()  # None: the module body
     parent: Frame | None = None
     gated: bool = False
+    guarded_in: Loop | None = None  # the loop in which a call on the stack sits under an `if`
 
 
 def join(a: State | None, b: State | None) -> State | None:
@@ -430,6 +431,7 @@ class RootInterpreter(OrderInterpreter):
             (*frame.stack, function),
             frame,
             frame.gated,
+            frame.loops[-1] if call.guarded and frame.loops else frame.guarded_in,
         )
         outcome = self.interpret(flow, state, callee)
         return Outcome(normal=join(outcome.normal, outcome.returns), raises=outcome.raises)

@@ -186,6 +186,7 @@ class OrderInterpreter:
         early = (
             loop is not None
             and event.guard is None
+            and frame.guarded_in is not loop  # nor a call to it under an `if` in the same loop
             and event.closure is None
             and event.target != "manual"
             and not any(loop in v.order.backward_loops for v in known)
