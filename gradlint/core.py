@@ -55,6 +55,11 @@ class EventKind(Enum):
     GRAD_READ = "grad_read"  # something reads .grad: the backward had a use besides a step
     GRAD_WRITE = "grad_write"  # .grad is overwritten with computed values (p.grad = g)
     UNKNOWN = "unknown"  # code we cannot see receives the optimizer or the model
+    # Events that change no gradient count, only the order facts (analysis/order.py) read them
+    SCHEDULER_STEP = "scheduler_step"  # a learning-rate scheduler steps
+    CLIP = "clip"  # clip_grad_norm_ / clip_grad_value_ rescales .grad in place
+    UNSCALE = "unscale"  # scaler.unscale_(o): o's gradients no longer carry the AMP scale
+    SCALER_UPDATE = "scaler_update"  # scaler.update(): the scale adapts, the next step() is allowed
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ def test_a_word_of_a_selected_rule_keeps_the_file(source):
 @pytest.mark.parametrize(
     "source",
     [
-        "optimizer.step()\n",
         "model.zero_grad()\n",
         "p.grad = None\n",
         "# kept for backwards compatibility\n",

@@ -122,7 +122,7 @@ class FunctionBuilder:
             if found:
                 return found
         root = path.split(".", 1)[0].split("[", 1)[0]
-        if root not in self.locals:
+        if root not in self.locals or self.function is None:  # the module's own names are the index's
             return self.index.kinds.get(path)
         return None
 
@@ -315,6 +315,15 @@ class FunctionBuilder:
                     flows.append(
                         Register(path, self.parameter_sources(value), names.callee_name(value) == "LBFGS")
                     )
+            elif (
+                isinstance(node, ast.Assign)
+                and isinstance(value, ast.Call)
+                and names.is_scheduler_constructor(value)
+            ):
+                path = names.path_of(target)
+                optimizer = self.scheduled_optimizer(value)
+                if path and optimizer:
+                    flows.append(Register(path, (), drives=optimizer))
         return flows
 
     def grad_assignment(self, node, target: ast.expr, context: Context) -> list[Flow]:
@@ -415,11 +424,44 @@ class FunctionBuilder:
             return self.step(node, receiver_path, context)
         if callee == "zero_grad":
             return [self.clear(node, receiver_path)]
+        ordered = self.order_event(node, callee, receiver_path)
+        if ordered is not None:
+            return ordered
         return self.unknown_call(node, callee, receiver_path)
+
+    def order_event(self, node: ast.Call, callee: str, receiver_path: str | None) -> list[Flow] | None:
+        """Clipping and the GradScaler calls besides step(): they change no count, only the order
+        facts read them. None: not one of them."""
+        is_scaler = receiver_path is not None and self.role(receiver_path, "scaler", names.is_scaler_name)
+        if is_scaler and callee == "unscale_":
+            optimizer = names.path_of(node.args[0]) if node.args else None
+            if optimizer is None:
+                return []
+            return [Event(EventKind.UNSCALE, self.site(node), optimizer, "optimizer", scaler=receiver_path)]
+        if is_scaler and callee == "update":
+            return [
+                Event(EventKind.SCALER_UPDATE, self.site(node), receiver_path, "scaler", scaler=receiver_path)
+            ]
+        if callee not in names.CLIPS:
+            return None
+        clipped = node.args[0] if node.args else keyword(node, "parameters")
+        limit = (
+            node.args[1] if len(node.args) > 1 else keyword(node, "max_norm") or keyword(node, "clip_value")
+        )
+        if clipped is None or (limit is not None and "inf" in names.segment(self.lines, limit)):
+            return []  # `clip_grad_norm_(params, float("inf"))` only measures the norm
+        model = parameters_owner(clipped)
+        accelerator = receiver_path is not None and self.role(
+            receiver_path, "accelerator", names.is_accelerator_name
+        )
+        return [
+            Event(EventKind.CLIP, self.site(node), model, "module" if model else "all", unscales=accelerator)
+        ]
 
     def backward(self, node: ast.Call, receiver, receiver_path: str | None, context: Context) -> Event:
         loss: ast.expr | None = receiver
         target, path, scaled = "all", None, False
+        amp_scaler: str | None = None
         takes_loss = (
             receiver is None
             or names.callee_name(node) == "manual_backward"
@@ -444,9 +486,20 @@ class FunctionBuilder:
                 # divides by gradient_accumulation_steps, which is 1 unless the Accelerator was given it
                 scaled = self.index.accelerator_scales or context.accumulating
         elif isinstance(loss, ast.Call) and names.callee_name(loss) == "scale" and loss.args:
+            scaler = names.path_of(loss.func.value) if isinstance(loss.func, ast.Attribute) else None
+            if scaler is not None and self.role(scaler, "scaler", names.is_scaler_name):
+                amp_scaler = scaler
             loss = loss.args[0]  # scaler.scale(loss).backward(): AMP's scale, not the accumulation one
         retain = keyword(node, "retain_graph")
-        event = Event(EventKind.BACKWARD, self.site(node), path, target, scaled=scaled, loops=context.loops)
+        event = Event(
+            EventKind.BACKWARD,
+            self.site(node),
+            path,
+            target,
+            scaled=scaled,
+            loops=context.loops,
+            scaler=amp_scaler,
+        )
         event.retain_graph = retain is not None and not (
             isinstance(retain, ast.Constant) and not retain.value
         )
@@ -513,10 +566,27 @@ class FunctionBuilder:
                 return []
             self.kinds.setdefault(optimizer, "optimizer")
             return [
-                Event(EventKind.STEP, site, optimizer, "optimizer", guard=context.guard, loops=context.loops)
+                Event(
+                    EventKind.STEP,
+                    site,
+                    optimizer,
+                    "optimizer",
+                    guard=context.guard,
+                    loops=context.loops,
+                    scaler=receiver_path,
+                )
             ]
         if self.role(receiver_path, "scheduler", names.is_scheduler_name):
-            return []
+            return [
+                Event(
+                    EventKind.SCHEDULER_STEP,
+                    site,
+                    receiver_path,
+                    "scheduler",
+                    guard=context.guard,
+                    loops=context.loops,
+                )
+            ]
         if self.role(receiver_path, "engine", names.is_engine_name):
             return [
                 Event(EventKind.STEP, site, receiver_path, "engine", loops=context.loops),
@@ -640,7 +710,7 @@ class FunctionBuilder:
         for keyword_argument in node.keywords:
             if keyword_argument.arg in params:
                 bindings[keyword_argument.arg] = bind(keyword_argument.value)
-        return [*registers, Call(function, bindings, self.site(node))]
+        return [*registers, Call(function, bindings, self.site(node), guarded=context.guard is not None)]
 
     # --- helpers ------------------------------------------------------------------------------
     def parameter_sources(self, constructor: ast.Call) -> tuple[str, ...]:
@@ -663,6 +733,14 @@ class FunctionBuilder:
                         if (value := getattr(a, "value", None)) is not None
                     )
         return tuple(sorted(sources))
+
+    def scheduled_optimizer(self, constructor: ast.Call) -> str | None:
+        """`StepLR(optimizer, 10)`, `get_scheduler("linear", optimizer=optimizer)` -> optimizer."""
+        given = keyword(constructor, "optimizer")
+        if given is not None:
+            return names.path_of(given)
+        paths = [names.path_of(argument) for argument in constructor.args]
+        return next((path for path in paths if path is not None and self.is_optimizer(path)), None)
 
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))

@@ -68,9 +68,72 @@ class UnscaledAccumulation:
     count: str
 
 
+@dataclass(frozen=True)
+class SchedulerBeforeStep:
+    """A scheduler stepped before its optimizer's step in the same iteration of `loop`."""
+
+    optimizer: str
+    scheduler: Site
+    step: Site
+    loop: LoopSite
+    per_epoch: bool  # the optimizer steps in a loop inside `loop` (the scheduler at the top of an epoch)
+
+
+@dataclass(frozen=True)
+class StepBeforeBackward:
+    """A step ran before any backward of its iteration, and a backward followed in that iteration."""
+
+    optimizer: str
+    step: Site
+    backward: Site
+    loop: LoopSite
+
+
+@dataclass(frozen=True)
+class ScaledStep:
+    """A plain `optimizer.step()` applied gradients that still carried GradScaler's scale."""
+
+    optimizer: str
+    backward: Site
+    step: Site
+
+
+@dataclass(frozen=True)
+class ScalerNotUpdated:
+    """`scaler.step(o)` ran again with no `scaler.update()` since its previous step."""
+
+    optimizer: str
+    step: Site
+    previous: Site
+    loop: LoopSite | None
+
+
+@dataclass(frozen=True)
+class ClipOnScaledGradients:
+    """Clipping ran on gradients that still carried GradScaler's scale (no `unscale_` before it)."""
+
+    clip: Site
+    backward: Site
+
+
+@dataclass(frozen=True)
+class ClipAfterStep:
+    """Clipping ran after a step had applied the gradients it clips, before any new backward."""
+
+    optimizer: str
+    clip: Site
+    step: Site
+
+
 @dataclass
 class Facts:
     stale_steps: set[StaleStep] = field(default_factory=set)
     discarded: set[DiscardedGradients] = field(default_factory=set)
     unapplied: set[UnappliedBackward] = field(default_factory=set)
     unscaled: set[UnscaledAccumulation] = field(default_factory=set)
+    scheduler_before_step: set[SchedulerBeforeStep] = field(default_factory=set)
+    step_before_backward: set[StepBeforeBackward] = field(default_factory=set)
+    scaled_steps: set[ScaledStep] = field(default_factory=set)
+    scaler_not_updated: set[ScalerNotUpdated] = field(default_factory=set)
+    clip_scaled: set[ClipOnScaledGradients] = field(default_factory=set)
+    clip_after_step: set[ClipAfterStep] = field(default_factory=set)

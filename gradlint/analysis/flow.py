@@ -39,6 +39,11 @@ class Event:
     # CLEAR that throws gradients away on purpose: it skips the step (`zero_grad(); continue` on a
     # NaN loss), or accelerate gates it (the prepared optimizer's zero_grad between sync steps)
     on_purpose: bool = False
+    # The GradScaler involved: `scaler.scale(loss).backward()`, `scaler.step(o)`, `scaler.unscale_(o)`,
+    # `scaler.update()`; None for everything else
+    scaler: str | None = None
+    # CLIP through an API that unscales first (`accelerator.clip_grad_norm_`)
+    unscales: bool = False
 
 
 @dataclass(eq=False)
@@ -94,6 +99,7 @@ class Call:
     function: ast.FunctionDef | ast.AsyncFunctionDef
     bindings: dict[str, str | None]
     site: Site
+    guarded: bool = False  # under an `if` inside the caller's innermost loop
 
 
 @dataclass(eq=False)
@@ -106,11 +112,13 @@ class Gate:
 
 @dataclass(eq=False)
 class Register:
-    """An optimizer is built here, from the parameters of `sources` (empty: cannot be told)."""
+    """An optimizer is built here, from the parameters of `sources` (empty: cannot be told);
+    or, with `drives`, a learning-rate scheduler of that optimizer."""
 
     path: str
     sources: tuple[str, ...]
     lbfgs: bool = False
+    drives: str | None = None  # a learning-rate scheduler built here, for this optimizer (not one itself)
 
 
 Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget]

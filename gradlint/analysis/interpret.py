@@ -37,6 +37,7 @@ from gradlint.analysis.flow import (
     Try,
     walk_effects,
 )
+from gradlint.analysis.order import EMPTY, ORDER_KINDS, Order, OrderInterpreter, end_iteration
 from gradlint.analysis.scope import MANUAL, ModuleIndex
 from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, parameters
 from gradlint.core import EventKind
@@ -64,6 +65,7 @@ class Grad(NamedTuple):
     discarded: frozenset[tuple[Event, Event, Loop | None]] = frozenset()
     grads_scaled: bool = False
     assumed: frozenset[tuple[str, bool]] = frozenset()  # (object, truth) that `if` tests chose on this path
+    order: Order = EMPTY  # what came before what in the iteration (order.py)
 
 
 UNKNOWN = Grad(unknown=True)
@@ -90,6 +92,7 @@ class Frame:
     stack: tuple[ast.FunctionDef | ast.AsyncFunctionDef | None, ...] = ()  # None: the module body
     parent: Frame | None = None
     gated: bool = False
+    guarded_in: Loop | None = None  # the loop in which a call on the stack sits under an `if`
 
 
 def join(a: State | None, b: State | None) -> State | None:
@@ -130,6 +133,7 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
                 fresh=other.fresh | value.fresh,
                 crossed=other.crossed | value.crossed,
                 discarded=other.discarded | value.discarded,
+                order=other.order.join(value.order),
             )
         )
     return frozenset(merged.values())
@@ -195,7 +199,7 @@ class ModuleAnalysis:
         return self.facts
 
 
-class RootInterpreter:
+class RootInterpreter(OrderInterpreter):
     """Interprets one entry point (the module body, or a function nobody in the module calls)."""
 
     def __init__(
@@ -209,6 +213,7 @@ class RootInterpreter:
         self.sources: dict[str, set[str]] = {}
         self.clears: dict[str, Event] = {}
         self.closure_steps: dict[Event, Loop] = {}
+        self.schedules: dict[str, str | None] = {}
         self.record = False
         self.reset()
 
@@ -237,6 +242,12 @@ class RootInterpreter:
         target.discarded |= self.facts.discarded
         target.unapplied |= self.facts.unapplied
         target.unscaled |= self.facts.unscaled
+        target.scheduler_before_step |= self.facts.scheduler_before_step
+        target.step_before_backward |= self.facts.step_before_backward
+        target.scaled_steps |= self.facts.scaled_steps
+        target.scaler_not_updated |= self.facts.scaler_not_updated
+        target.clip_scaled |= self.facts.clip_scaled
+        target.clip_after_step |= self.facts.clip_after_step
 
     def interpret_root(self) -> None:
         function = self.function
@@ -363,7 +374,7 @@ class RootInterpreter:
             outcome = self.interpret(loop.body, head, inner)
             breaks, returns = join(breaks, outcome.breaks), join(returns, outcome.returns)
             raises = join(raises, outcome.raises)
-            back = cross(join(outcome.normal, outcome.continues), loop)
+            back = end_iteration(cross(join(outcome.normal, outcome.continues), loop), loop)
             after = join(after, back)
             new_head = join(head, back if loop.accumulates else settle_discards(back)) or head
             if new_head == head:
@@ -373,7 +384,7 @@ class RootInterpreter:
             head = {key: frozenset({UNKNOWN}) for key in head}
         # A loop that never runs is assumed away: a finding only on that path would be a guess.
         normal = breaks if loop.kind == "forever" else join(after, breaks)
-        return Outcome(normal=normal, returns=returns, raises=raises)
+        return Outcome(normal=end_iteration(normal, loop), returns=returns, raises=raises)
 
     def try_block(self, block: Try, state: State, frame: Frame) -> Outcome:
         # Handlers run from the start of the body or from an explicit raise in it: that any call may
@@ -422,6 +433,7 @@ class RootInterpreter:
             (*frame.stack, function),
             frame,
             frame.gated,
+            frame.loops[-1] if call.guarded and frame.loops else frame.guarded_in,
         )
         # Each call makes its locals anew: the optimizer an earlier call built (or a sibling's, of
         # the same name) holds none of the gradients this call's optimizer will step.
@@ -432,6 +444,9 @@ class RootInterpreter:
     def register(self, register: Register, state: State, frame: Frame) -> State:
         key = self.resolve(register.path, frame)
         if key is None:
+            return state
+        if register.drives is not None:
+            self.schedules[key] = self.resolve(register.drives, frame)
             return state
         self.optimizers.add(key)
         if register.lbfgs:
@@ -464,6 +479,8 @@ class RootInterpreter:
             return self.update(state, keys, lambda v: Grad(pending=1, assumed=v.assumed))
         if kind is EventKind.UNKNOWN:
             return self.unknown(event, state, frame)
+        if kind in ORDER_KINDS:
+            return self.order_event(event, state, frame)
         return state
 
     def grad_keys(self, event: Event, state: State, frame: Frame) -> set[str]:
@@ -523,6 +540,7 @@ class RootInterpreter:
             # a different backward after the clear: the first one was for its side effects (input
             # gradients for FGSM, K-FAC statistics), and the clear made room for the real one
             discarded=frozenset(d for d in value.discarded if d[1].site == event.site),
+            order=self.order_after_backward(value.order, event, frame),
         )
 
     def step(self, event: Event, state: State, frame: Frame) -> State:
@@ -556,6 +574,7 @@ class RootInterpreter:
         return self.loop(loop, state, frame).normal or state
 
     def apply_step(self, event: Event, key: str, state: State, frame: Frame) -> State:
+        state = self.order_at_step(event, key, state, frame)
         display = event.path if event.target != "manual" else "parameters"
         assert display is not None  # step() resolved the path to `key`, and None resolves to None
         # `optimizer.step()` runs only where `optimizer` is not None: drop paths that assumed it was
@@ -638,7 +657,12 @@ class RootInterpreter:
         # (`val_loss = closure()` for a plateau scheduler): what it clears was not meant for a step.
         if value.unknown or event.on_purpose or frame.function in self.analysis.closures:
             self.consumed |= value.backwards  # dropped on purpose is not forgotten (GL201)
-            return Grad(clear=(event, frame.loops), discarded=value.discarded, assumed=value.assumed)
+            return Grad(
+                clear=(event, frame.loops),
+                discarded=value.discarded,
+                assumed=value.assumed,
+                order=value.order.cleared(),
+            )
         # Gradients left over by a loop that has finished (a partial accumulation window at the end of
         # an epoch) are GL302's business, not a clear in the wrong place.
         lost = {b for b in value.fresh if not self.seen.get(b) or self.seen[b][-1] in frame.loops}
@@ -646,7 +670,12 @@ class RootInterpreter:
         discarded = value.discarded | {(event, backward, went_round) for backward in lost}
         for backward in lost:
             self.discarded_by.setdefault(backward, event)
-        return Grad(clear=(event, frame.loops), discarded=discarded, assumed=value.assumed)
+        return Grad(
+            clear=(event, frame.loops),
+            discarded=discarded,
+            assumed=value.assumed,
+            order=value.order.cleared(),
+        )
 
     def read_gradients(self, event: Event, state: State) -> State:
         """Reading an input's `.grad` (FGSM, saliency) is what that backward was for; reading the
@@ -665,6 +694,7 @@ class RootInterpreter:
             key = self.resolve(argument, frame)
             if key is None:
                 continue
+            state = self.forget_scaler_steps(state, key)  # it may call the scaler's update()
             if key in state:
                 keys.add(key)
             keys |= {k for k in state if k.startswith(key + ".") or k.startswith(key + "[")}

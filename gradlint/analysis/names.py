@@ -57,7 +57,7 @@ OPTIMIZER_CONSTRUCTORS = {
     "configure_optimizers",
 }
 SCHEDULER_CONSTRUCTOR = re.compile(
-    r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler)$|^get_.*schedule"
+    r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler|LROnPlateau)$|^get_.*schedule"
 )
 SCALER_CONSTRUCTORS = {"GradScaler", "ShardedGradScaler", "NativeScaler", "NativeScalerWithGradNormCount"}
 DATA_WORDS = {
@@ -158,6 +158,7 @@ OPTIMIZER_READS = {
 }
 GRADIENT_ATTRIBUTES = {"backward", "manual_backward", "zero_grad", "step", "grad"}
 ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
+CLIPS = {"clip_grad_norm_", "clip_grad_value_", "clip_grad_norm"}
 # fmt: on
 
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
@@ -220,6 +221,17 @@ def is_engine_name(path: str) -> bool:
 
 def is_optimizer_constructor(call: ast.Call) -> bool:
     return callee_name(call) in OPTIMIZER_CONSTRUCTORS
+
+
+def is_order_call(node: ast.AST) -> bool:
+    """A clip, or a scaler's `update()` / `unscale_()`: no gradient count changes, the order facts do."""
+    if not isinstance(node, ast.Call):
+        return False
+    callee = callee_name(node)
+    if callee in CLIPS:
+        return True
+    receiver = path_of(node.func.value) if isinstance(node.func, ast.Attribute) else None
+    return callee in ("update", "unscale_") and receiver is not None and is_scaler_name(receiver)
 
 
 def is_scheduler_constructor(call: ast.Call) -> bool:

@@ -134,6 +134,8 @@ class ModuleIndex:
         for node in ast.walk(function):
             if isinstance(node, ast.Attribute) and node.attr in names.GRADIENT_ATTRIBUTES:
                 return False
+            if names.is_order_call(node):
+                return False
             if isinstance(node, ast.Call) and names.callee_name(node) in self.function_names:
                 return False
         return True

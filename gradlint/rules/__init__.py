@@ -10,7 +10,13 @@ from gradlint.rules import (
     gl102_gradients_never_cleared,
     gl103_clear_discards_unstepped_gradients,
     gl201_backward_never_applied,
+    gl202_scheduler_before_optimizer_step,
+    gl203_step_before_backward,
     gl301_accumulation_not_scaled,
+    gl401_step_bypasses_grad_scaler,
+    gl402_grad_scaler_never_updated,
+    gl403_clip_on_scaled_gradients,
+    gl503_clip_after_step,
 )
 
 ALL_RULES: tuple[ModuleType, ...] = (
@@ -18,7 +24,13 @@ ALL_RULES: tuple[ModuleType, ...] = (
     gl102_gradients_never_cleared,
     gl103_clear_discards_unstepped_gradients,
     gl201_backward_never_applied,
+    gl202_scheduler_before_optimizer_step,
+    gl203_step_before_backward,
     gl301_accumulation_not_scaled,
+    gl401_step_bypasses_grad_scaler,
+    gl402_grad_scaler_never_updated,
+    gl403_clip_on_scaled_gradients,
+    gl503_clip_after_step,
 )
 RULES_BY_CODE = {rule.RULE.code: rule for rule in ALL_RULES}
 

@@ -76,7 +76,13 @@ RULE = Rule(
 
 
 def check(facts: Facts) -> list[Finding]:
-    return one_per_place(report(discard) for discard in facts.discarded)
+    # A step placed before the backward (GL203) is the cause of those discards: report it alone
+    caused_by_order = {(fact.step, fact.backward) for fact in facts.step_before_backward}
+    return one_per_place(
+        report(discard)
+        for discard in facts.discarded
+        if (discard.step, discard.backward) not in caused_by_order
+    )
 
 
 def report(discard: DiscardedGradients) -> Finding:

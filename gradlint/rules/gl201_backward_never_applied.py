@@ -61,7 +61,11 @@ RULE = Rule(
 
 
 def check(facts: Facts) -> list[Finding]:
-    return one_per_place(report(unapplied) for unapplied in facts.unapplied)
+    # A step placed before the backward (GL203) is why those gradients are never applied: report it alone
+    after_the_step = {fact.backward for fact in facts.step_before_backward}
+    return one_per_place(
+        report(unapplied) for unapplied in facts.unapplied if unapplied.backward not in after_the_step
+    )
 
 
 def report(unapplied: UnappliedBackward) -> Finding:

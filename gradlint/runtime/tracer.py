@@ -49,6 +49,7 @@ class BackwardRecord:
     forward: int  # backward passes through one forward pass (retain_graph) share this number
     retain_graph: bool
     in_step_of: int | None = None  # the optimizer whose closure step ran it
+    amp: bool = False  # the loss went through `scaler.scale(...)` of an enabled GradScaler
 
 
 @dataclass
@@ -63,6 +64,8 @@ class StepRecord:
     params_without_grad: int
     grads_modified: bool  # gradients changed in place since backward (p.grad.div_(n), hooks)
     closure: bool
+    # outside scaler.step(), on gradients that all came from AMP-scaled losses a scaler has not unscaled
+    amp_scaled: bool = False
 
 
 @dataclass
@@ -98,6 +101,18 @@ class ClipRecord:
     sites: tuple[Site, ...]
     kind: str  # "norm" or "value"
     scaled_by_amp: bool | None  # the gradients still held GradScaler's scale; None: cannot tell
+    applied: bool | None = None  # a step had already used every backward pass in them; None: cannot tell
+
+
+@dataclass
+class AmpRecord:
+    """A GradScaler call that orders the others: `step(o)` must be followed by `update()`."""
+
+    index: int
+    sites: tuple[Site, ...]
+    scaler: int  # serial of the scaler object
+    action: str  # "step" or "update"
+    optimizer: int | None
 
 
 @dataclass
@@ -108,6 +123,7 @@ class Trace:
     scaler_events: list[ScalerRecord] = field(default_factory=list)
     scheduler_steps: list[SchedulerRecord] = field(default_factory=list)
     clips: list[ClipRecord] = field(default_factory=list)
+    amp_calls: list[AmpRecord] = field(default_factory=list)
     optimizers: dict[int, str] = field(default_factory=dict)  # serial -> class name
     applied_by: dict[int, set[int]] = field(default_factory=dict)  # backward id -> optimizers
     touched: set[int] = field(default_factory=set)  # backward passes that reached an optimizer's params
@@ -151,6 +167,19 @@ def user_sites(frame: FrameType | None) -> tuple[Site, ...]:
             sites.append(Site(path, frame.f_lineno))
         frame = frame.f_back
     return tuple(sites)
+
+
+def carries_amp_scale(tensor: Any, amp_scales: set[int]) -> bool:
+    """Whether the loss's root chain multiplies by a GradScaler's own scale tensor."""
+    node: Any = getattr(tensor, "grad_fn", None)
+    for _ in range(16):
+        if node is None or type(node).__name__ not in ("DivBackward0", "MulBackward0"):
+            return False
+        other = getattr(node, "_saved_other", None)
+        if isinstance(other, torch.Tensor) and other.numel() == 1 and other.data_ptr() in amp_scales:
+            return True
+        node = node.next_functions[0][0] if node.next_functions else None
+    return False
 
 
 def loss_scale(tensor: Any, amp_scales: set[int]) -> float:
@@ -206,6 +235,8 @@ class Tracer:
         self._open_steps: list[tuple[int, bool, tuple[Site, ...], int]] = []
         self._amp_scales: set[int] = set()
         self._scalers: dict[int, Any] = {}  # id(scaler) -> scaler, those that scaled a loss
+        self._scaler_serials: dict[int, tuple[int, Any]] = {}  # id(scaler) -> (serial, scaler)
+        self._in_scaler_step = 0
         self._scheduler_depth = 0  # inside a scheduler step: nested steps are part of it
         self._clearing = 0
         self._walked_sites: set[Site | None] = set()
@@ -423,9 +454,18 @@ class Tracer:
             params_without_grad=len(states) - len(with_grad),
             grads_modified=any(state.modified for state in with_grad),
             closure=closure,
+            amp_scaled=self._steps_scaled_gradients(serial, summed, with_grad),
         )
         self.trace.steps.append(record)
         return record
+
+    def _steps_scaled_gradients(self, serial: int, summed: set[int], with_grad: list[_ParamState]) -> bool:
+        """A step outside scaler.step() whose gradients all come from AMP-scaled losses, still scaled."""
+        if self._in_scaler_step or serial == MANUAL or not summed:
+            return False
+        if not all(self.trace.backwards[b].amp for b in summed if b in self.trace.backwards):
+            return False
+        return bool(self._scaled_by_amp([state.param for state in with_grad]))
 
     def _holds_unapplied_nonfinite(self, states: list[_ParamState]) -> bool:
         """Only asked when a clear is about to drop unapplied gradients: rare in correct code."""
@@ -491,6 +531,8 @@ class Tracer:
             self._current_backward = self._new_backward(
                 sites, loss_scale(loss, self._amp_scales), bool(retain)
             )
+            if self._amp_scales and carries_amp_scale(loss, self._amp_scales):
+                self.trace.backwards[self._current_backward].amp = True
             try:
                 return original(*args, **kwargs)
             finally:
@@ -559,7 +601,12 @@ class Tracer:
     def _wrap_scaler_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def step(scaler: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
             before = len(self.trace.steps)
-            result = original(scaler, optimizer, *args, **kwargs)
+            self._record_amp_call(scaler, "step", optimizer)
+            self._in_scaler_step += 1
+            try:
+                result = original(scaler, optimizer, *args, **kwargs)
+            finally:
+                self._in_scaler_step -= 1
             if len(self.trace.steps) == before and isinstance(optimizer, torch.optim.Optimizer):
                 self.trace.scaler_events.append(
                     ScalerRecord(
@@ -578,9 +625,18 @@ class Tracer:
             self.trace.scaler_events.append(
                 ScalerRecord(next(self._clock), user_sites(sys._getframe(1)), "update", None)
             )
+            self._record_amp_call(scaler, "update", None)
             return original(scaler, *args, **kwargs)
 
         return update
+
+    def _record_amp_call(self, scaler: Any, action: str, optimizer: Any) -> None:
+        known = self._scaler_serials.get(id(scaler))
+        if known is None:
+            known = self._scaler_serials[id(scaler)] = (len(self._scaler_serials) + 1, scaler)
+        serial = self._discover(optimizer) if isinstance(optimizer, torch.optim.Optimizer) else None
+        sites = user_sites(sys._getframe(2))
+        self.trace.amp_calls.append(AmpRecord(next(self._clock), sites, known[0], action, serial))
 
     def _wrap_grad_rewrite(self, kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Clipping rewrites .grad in place: neither a clear nor an accumulation rescale."""
@@ -590,9 +646,15 @@ class Tracer:
                 args, kwargs, params = _materialize_parameters(args, kwargs)
                 self._notice_unseen_changes(self._params.values())
                 scaled = self._scaled_by_amp(params)
+                if scaled and not self._holds_unstepped_amp(params):
+                    scaled = False  # scaler.step() unscaled them (update() then forgets it did)
+                # clip_grad_norm_(params, inf) only measures the norm: it clips nothing, late or not
+                limit = args[1] if len(args) > 1 else kwargs.get("max_norm", kwargs.get("clip_value"))
+                measures_only = isinstance(limit, (int, float)) and limit == float("inf")
+                applied = None if measures_only else self._already_applied(params)
                 result = original(*args, **kwargs)
                 sites = user_sites(sys._getframe(1))
-                self.trace.clips.append(ClipRecord(next(self._clock), sites, kind, scaled))
+                self.trace.clips.append(ClipRecord(next(self._clock), sites, kind, scaled, applied))
                 for state in self._params.values():
                     state.remember_grad()
                 return result
@@ -600,6 +662,23 @@ class Tracer:
             return rewrite
 
         return wrap
+
+    def _holds_unstepped_amp(self, params: list[Any] | None) -> bool:
+        """Whether these gradients hold an AMP-scaled backward pass that no step has used yet."""
+        held = set().union(*(s.ids for s in self._states_of(params) if s.param.grad is not None))
+        backwards = self.trace.backwards
+        return any(b in backwards and backwards[b].amp and b not in self.trace.applied_by for b in held)
+
+    def _states_of(self, params: list[Any] | None) -> list[_ParamState]:
+        states = [self._params.get(id(param)) for param in params or ()]
+        return [state for state in states if state is not None]
+
+    def _already_applied(self, params: list[Any] | None) -> bool | None:
+        """Whether a step has used every backward pass summed in these parameters' gradients."""
+        if params is None:
+            return None
+        held = set().union(*(s.ids for s in self._states_of(params) if s.param.grad is not None))
+        return bool(held) and held <= self.trace.applied_by.keys()
 
     def _scaled_by_amp(self, params: list[Any] | None) -> bool | None:
         """Whether the clipped gradients still hold a GradScaler's scale: some enabled scaler that

@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradlint.core import Finding
-from gradlint.runtime.tracer import MANUAL, BackwardRecord, ClearRecord, Site, StepRecord, Trace
+from gradlint.runtime.tracer import (
+    MANUAL,
+    AmpRecord,
+    BackwardRecord,
+    ClearRecord,
+    ClipRecord,
+    SchedulerRecord,
+    Site,
+    StepRecord,
+    Trace,
+)
 
 CONFIRMED = "confirmed"
 REFUTED = "refuted"
@@ -25,7 +35,25 @@ STALE = "stale step"  # a step re-applies gradients an earlier step of its optim
 DISCARD = "discarded"  # a clear wipes gradients no step used, and a step follows
 UNAPPLIED = "unapplied"  # backward passes no step ever used
 UNSCALED = "unscaled"  # a step sums k > 1 unscaled backward passes
-KIND_OF_CODE = {"GL101": STALE, "GL102": STALE, "GL103": DISCARD, "GL201": UNAPPLIED, "GL301": UNSCALED}
+SCHEDULED_FIRST = "scheduler first"  # a scheduler stepped before its optimizer ever tried to
+EARLY_STEP = "early step"  # a step applied no backward pass, and one followed before the next step
+SCALED_STEP = "scaled step"  # an optimizer stepped outside scaler.step() on still-scaled gradients
+NOT_UPDATED = "not updated"  # a scaler stepped an optimizer twice with no update() between
+SCALED_CLIP = "scaled clip"  # a clip ran on gradients that still held GradScaler's scale
+LATE_CLIP = "late clip"  # a clip ran on gradients a step had already applied
+KIND_OF_CODE = {
+    "GL101": STALE,
+    "GL102": STALE,
+    "GL103": DISCARD,
+    "GL201": UNAPPLIED,
+    "GL301": UNSCALED,
+    "GL202": SCHEDULED_FIRST,
+    "GL203": EARLY_STEP,
+    "GL401": SCALED_STEP,
+    "GL402": NOT_UPDATED,
+    "GL403": SCALED_CLIP,
+    "GL503": LATE_CLIP,
+}
 
 # A step summing k backward passes is "scaled" when their scale factors add up to about one mean.
 UNSCALED_SUM = 1.5
@@ -72,6 +100,11 @@ def violations(trace: Trace, path: str) -> list[Violation]:
         *_discarding_clears(trace, script),
         *_unapplied_backwards(trace, script, _discarded_before_a_step(trace)),
         *_unscaled_steps(trace, script),
+        *_schedulers_before_steps(trace, script),
+        *_steps_before_backwards(trace, script),
+        *_scaled_steps(trace, script),
+        *_scalers_not_updated(trace, script),
+        *_clips(trace, script),
     ]
     return sorted(found, key=lambda v: (v.line, v.code))
 
@@ -232,6 +265,141 @@ def _unscaled_steps(trace: Trace, script: _Script) -> list[Violation]:
     return found
 
 
+def _schedulers_before_steps(trace: Trace, script: _Script) -> list[Violation]:
+    """A scheduler stepping before its optimizer tried to step once: the first rate is skipped.
+    A step GradScaler skipped on inf/NaN was tried (PyTorch's own warning gets this wrong)."""
+    attempts = [(step.index, step.optimizer) for step in trace.steps] + [
+        (event.index, event.optimizer) for event in trace.scaler_events if event.action == "skipped step"
+    ]
+    by_line: dict[int, tuple[SchedulerRecord, StepRecord, set[int]]] = {}
+    for record in trace.scheduler_steps:
+        if record.initial:
+            continue
+
+        def drives(optimizer: int | None, record: SchedulerRecord = record) -> bool:
+            return optimizer != MANUAL and (record.optimizer is None or optimizer == record.optimizer)
+
+        if any(index < record.index and drives(optimizer) for index, optimizer in attempts):
+            continue
+        following = next((s for s in trace.steps if s.index > record.index and drives(s.optimizer)), None)
+        if following is None:
+            continue
+        main, lines = _where(script, record.sites, following.sites)
+        by_line.setdefault(main, (record, following, lines))
+    found = []
+    for line, (record, step, lines) in by_line.items():
+        evidence = (
+            f"{record.scheduler}.step() at line {line} ran before any step of its optimizer, which first "
+            f"stepped at {_describe_lines(script.lines(step.sites)[:1])}: "
+            f"the first learning rate was never used"
+        )
+        found.append(Violation("GL202", SCHEDULED_FIRST, line, frozenset(lines), evidence))
+    return found
+
+
+def _steps_before_backwards(trace: Trace, script: _Script) -> list[Violation]:
+    """A step that applied nothing, with a backward pass reaching the parameters before its next step."""
+    by_line: dict[int, tuple[list[StepRecord], set[int]]] = {}
+    for step in trace.steps:
+        if step.closure or step.summed or step.optimizer == MANUAL:
+            continue
+        after = next((s.index for s in trace.steps_of(step.optimizer) if s.index > step.index), None)
+        backward = next(
+            (
+                b
+                for b in trace.backwards.values()
+                if b.id in trace.touched and b.index > step.index and (after is None or b.index < after)
+            ),
+            None,
+        )
+        if backward is None:
+            continue
+        main, lines = _where(script, step.sites, backward.sites)
+        steps, all_lines = by_line.get(main, ([], set()))
+        steps.append(step)
+        all_lines.update(lines)
+        by_line[main] = (steps, all_lines)
+    found = []
+    for line, (steps, lines) in by_line.items():
+        evidence = (
+            f"{len(steps)} of {len(trace.steps_of(steps[0].optimizer))} steps at line {line} applied no "
+            f"gradients, and a backward pass ran after each before the next step"
+        )
+        found.append(Violation("GL203", EARLY_STEP, line, frozenset(lines), evidence))
+    return found
+
+
+def _scaled_steps(trace: Trace, script: _Script) -> list[Violation]:
+    by_line: dict[int, tuple[list[StepRecord], set[int]]] = {}
+    for step in trace.steps:
+        if not step.amp_scaled:
+            continue
+        main, lines = _where(script, step.sites, _backward_sites(trace, step.summed))
+        steps, all_lines = by_line.get(main, ([], set()))
+        steps.append(step)
+        all_lines.update(lines)
+        by_line[main] = (steps, all_lines)
+    found = []
+    for line, (steps, lines) in by_line.items():
+        evidence = (
+            f"{len(steps)} steps at line {line} applied gradients that GradScaler had scaled and not "
+            f"unscaled (outside scaler.step())"
+        )
+        found.append(Violation("GL401", SCALED_STEP, line, frozenset(lines), evidence))
+    return found
+
+
+def _scalers_not_updated(trace: Trace, script: _Script) -> list[Violation]:
+    """A scaler's step(o) after an earlier step(o) of that scaler with no update() between."""
+    pending: dict[tuple[int, int | None], AmpRecord] = {}
+    by_line: dict[int, tuple[int, set[int]]] = {}
+    for call in trace.amp_calls:
+        if call.action == "update":
+            pending = {key: step for key, step in pending.items() if key[0] != call.scaler}
+            continue
+        key = (call.scaler, call.optimizer)
+        previous = pending.get(key)
+        pending[key] = call
+        if previous is None:
+            continue
+        main, lines = _where(script, call.sites, previous.sites)
+        count, all_lines = by_line.get(main, (0, set()))
+        by_line[main] = (count + 1, all_lines | lines)
+    return [
+        Violation(
+            "GL402",
+            NOT_UPDATED,
+            line,
+            frozenset(lines),
+            f"scaler.step() at line {line} ran {count} times with no scaler.update() since the previous step",
+        )
+        for line, (count, lines) in by_line.items()
+    ]
+
+
+CLIP_KINDS = {
+    "GL403": (SCALED_CLIP, "gradients that still held GradScaler's scale"),
+    "GL503": (LATE_CLIP, "gradients a step had already applied"),
+}
+
+
+def _clips(trace: Trace, script: _Script) -> list[Violation]:
+    """Clips on still-scaled gradients (GL403) and on gradients a step already used (GL503)."""
+    groups: dict[tuple[str, int], list[ClipRecord]] = {}
+    for clip in trace.clips:
+        main, _ = _where(script, clip.sites)
+        if clip.scaled_by_amp:
+            groups.setdefault(("GL403", main), []).append(clip)
+        if clip.applied:
+            groups.setdefault(("GL503", main), []).append(clip)
+    found = []
+    for (code, line), clips in groups.items():
+        kind, what = CLIP_KINDS[code]
+        lines = frozenset(script.lines([site for clip in clips for site in clip.sites]))
+        found.append(Violation(code, kind, line, lines, f"{len(clips)} clips at line {line} ran on {what}"))
+    return found
+
+
 def judge(findings: Sequence[Finding], trace: Trace, path: str) -> tuple[list[Verdict], list[Violation]]:
     """A verdict for every finding, and the violations no finding predicted (dynamic-only)."""
     seen = violations(trace, path)
@@ -262,9 +430,12 @@ def _not_seen(finding: Finding, lines: set[int], ran: set[int]) -> Verdict:
 
 
 def _lines_that_ran(trace: Trace, script: _Script) -> set[int]:
-    records: list[BackwardRecord | StepRecord | ClearRecord] = [
+    records: list[BackwardRecord | StepRecord | ClearRecord | SchedulerRecord | ClipRecord | AmpRecord] = [
         *trace.backwards.values(),
         *trace.steps,
         *trace.clears,
+        *trace.scheduler_steps,
+        *trace.clips,
+        *trace.amp_calls,
     ]
     return {line for record in records for line in script.lines(record.sites)}
