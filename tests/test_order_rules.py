@@ -133,6 +133,32 @@ for x, y in loader:
     optimizer.step()
     loss_fn(model(x), y).backward()  # GL201
 """,
+    "a stand-in scaler class for runs without AMP is not the GradScaler's API": """
+class DummyGradScaler:
+    def scale(self, loss):
+        return loss
+
+    def unscale_(self, optimizer):
+        pass
+
+    def step(self, optimizer):
+        optimizer.step()
+
+    def update(self):
+        pass
+
+if use_amp:
+    grad_scaler = torch.amp.GradScaler()
+else:
+    grad_scaler = DummyGradScaler()
+for x, y in loader:
+    optimizer.zero_grad()
+    grad_scaler.scale(loss_fn(model(x), y)).backward()
+    grad_scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    grad_scaler.step(optimizer)
+    grad_scaler.update()
+""",
     # --- GL401 -----------------------------------------------------------------------------------
     "unscale_ before a plain step: the gradients are true ones": """
 scaler = torch.amp.GradScaler()

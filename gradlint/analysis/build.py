@@ -417,7 +417,10 @@ class FunctionBuilder:
             and root_path(receiver) in grad_owners_of_args(node)
         ):
             return [Event(EventKind.STEP, self.site(node), MANUAL, "manual")]
-        followed = self.follow(node, context)
+        # A torch GradScaler on some path is one on every path for its own API: a stand-in class of
+        # this module (`DummyGradScaler` when AMP is off) is what the other path calls instead.
+        scaler_api = callee in names.SCALER_METHODS and self.kind(receiver_path) == "scaler"
+        followed = None if scaler_api else self.follow(node, context)
         if followed is not None:
             return followed
         if callee == "step" and receiver is not None:

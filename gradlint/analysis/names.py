@@ -60,6 +60,7 @@ SCHEDULER_CONSTRUCTOR = re.compile(
     r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler|LROnPlateau)$|^get_.*schedule"
 )
 SCALER_CONSTRUCTORS = {"GradScaler", "ShardedGradScaler", "NativeScaler", "NativeScalerWithGradNormCount"}
+SCALER_METHODS = {"scale", "unscale_", "step", "update"}
 DATA_WORDS = {
     "loader",
     "dataloader",
