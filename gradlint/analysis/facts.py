@@ -74,3 +74,15 @@ class Facts:
     discarded: set[DiscardedGradients] = field(default_factory=set)
     unapplied: set[UnappliedBackward] = field(default_factory=set)
     unscaled: set[UnscaledAccumulation] = field(default_factory=set)
+    graph_leaks: set[GraphLeak] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class GraphLeak:
+    """A tensor that holds an autograd graph is added into a variable that outlives the iteration."""
+
+    accumulation: Site  # `total += loss`
+    accumulator: str  # `total`
+    origin: Site  # the backward (or forward pass) whose graph is kept
+    what: str
+    loop: LoopSite

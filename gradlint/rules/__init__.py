@@ -11,6 +11,7 @@ from gradlint.rules import (
     gl103_clear_discards_unstepped_gradients,
     gl201_backward_never_applied,
     gl301_accumulation_not_scaled,
+    gl501_graph_kept_across_iterations,
 )
 
 ALL_RULES: tuple[ModuleType, ...] = (
@@ -19,6 +20,7 @@ ALL_RULES: tuple[ModuleType, ...] = (
     gl103_clear_discards_unstepped_gradients,
     gl201_backward_never_applied,
     gl301_accumulation_not_scaled,
+    gl501_graph_kept_across_iterations,
 )
 RULES_BY_CODE = {rule.RULE.code: rule for rule in ALL_RULES}
 

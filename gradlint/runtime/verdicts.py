@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradlint.core import Finding
-from gradlint.runtime.tracer import MANUAL, BackwardRecord, ClearRecord, Site, StepRecord, Trace
+from gradlint.runtime.tracer import (
+    MANUAL,
+    BackwardRecord,
+    ClearRecord,
+    EvalModeRecord,
+    Site,
+    StepRecord,
+    Trace,
+)
 
 CONFIRMED = "confirmed"
 REFUTED = "refuted"
@@ -26,6 +34,11 @@ DISCARD = "discarded"  # a clear wipes gradients no step used, and a step follow
 UNAPPLIED = "unapplied"  # backward passes no step ever used
 UNSCALED = "unscaled"  # a step sums k > 1 unscaled backward passes
 KIND_OF_CODE = {"GL101": STALE, "GL102": STALE, "GL103": DISCARD, "GL201": UNAPPLIED, "GL301": UNSCALED}
+KEPT = "graphs kept"  # graphs of earlier backward passes of a line outlive the next ones
+EVAL_MODE = "eval mode"  # a backward trains a module whose forward ran in eval mode, after train mode
+KIND_OF_CODE.update({"GL501": KEPT, "GL502": EVAL_MODE})
+# Earlier graphs of one backward line alive at once: one can be a `prev_loss` kept for a comparison.
+KEPT_GRAPHS = 2
 
 # A step summing k backward passes is "scaled" when their scale factors add up to about one mean.
 UNSCALED_SUM = 1.5
@@ -72,6 +85,8 @@ def violations(trace: Trace, path: str) -> list[Violation]:
         *_discarding_clears(trace, script),
         *_unapplied_backwards(trace, script, _discarded_before_a_step(trace)),
         *_unscaled_steps(trace, script),
+        *_kept_graphs(trace, script),
+        *_eval_mode_backwards(trace, script),
     ]
     return sorted(found, key=lambda v: (v.line, v.code))
 
@@ -229,6 +244,39 @@ def _unscaled_steps(trace: Trace, script: _Script) -> list[Violation]:
             f"{total:.3g}x the mean gradient's ({len(seen)} steps like it)"
         )
         found.append(Violation("GL301", UNSCALED, line, frozenset(lines), evidence))
+    return found
+
+
+def _kept_graphs(trace: Trace, script: _Script) -> list[Violation]:
+    found = []
+    for record in trace.kept_graphs.values():
+        line, lines = _where(script, record.sites)
+        if record.alive < KEPT_GRAPHS or not line:
+            continue
+        evidence = (
+            f"{record.alive} graphs of earlier backward passes at line {line} were still alive when it "
+            f"ran again (of {record.backwards} passes): something outside the iteration holds them"
+        )
+        found.append(Violation("GL501", KEPT, line, frozenset(lines), evidence))
+    return found
+
+
+def _eval_mode_backwards(trace: Trace, script: _Script) -> list[Violation]:
+    by_line: dict[int, tuple[list[EvalModeRecord], set[int]]] = {}
+    for record in trace.eval_mode_backwards.values():
+        line, lines = _where(script, record.mode_sites, trace.backwards[record.backward].sites)
+        records, all_lines = by_line.setdefault(line, ([], set()))
+        records.append(record)
+        all_lines.update(lines)
+    found = []
+    for line, (records, lines) in by_line.items():
+        backward_lines = script.lines(_backward_sites(trace, {r.backward for r in records}))
+        evidence = (
+            f"{len(records)} backward passes (from {_describe_lines(backward_lines[:1])}) trained "
+            f"`{records[0].module}` in eval mode, set at {_describe_lines([line] if line else [])}, after "
+            f"{trace.train_mode_backwards} passes in train mode"
+        )
+        found.append(Violation("GL502", EVAL_MODE, line, frozenset(lines), evidence))
     return found
 
 
