@@ -12,7 +12,7 @@ import pytest
 
 from gradlint.checker import check_source
 
-HYGIENE_CODES = ["GL501"]
+HYGIENE_CODES = ["GL501", "GL502"]
 
 GRAPH_LEAKS = {
     "a loss summed as a tensor across batches": """
@@ -110,7 +110,7 @@ for x, y in loader:
 """,
     "an evaluation loop without no_grad called from the training script": """
 def evaluate(model, loader):
-    model.eval()
+    model.eval()  # GL502
     outputs = []
     for x, y in loader:
         outputs.append(model(x))  # GL501
@@ -156,7 +156,137 @@ evaluate(model, loader)
 """,
 }
 
-CASES = {**GRAPH_LEAKS}
+MODES = {
+    "eval in the epoch loop, train only before it": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+model.train()
+for epoch in range(3):
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    model.eval()  # GL502
+    validate(model.state_dict())
+""",
+    "train(False) is eval; train(True) at the top restores": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    model.train(True)
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    model.train(False)
+""",
+    "a validation every k epochs without restoring": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(30):
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    if epoch % 5 == 0:
+        model.eval()  # GL502
+""",
+    "an eval inside the batch loop for a periodic check": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+model.train()
+for step, (x, y) in enumerate(loader):
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+    if step % 100 == 0:
+        model.eval()  # GL502
+""",
+    "a trainer class: evaluate() leaves eval, train_epoch() never calls train()": """
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+        self.opt = torch.optim.Adam(model.parameters())
+
+    def train_epoch(self, loader):
+        for x, y in loader:
+            self.opt.zero_grad()
+            loss_fn(self.model(x), y).backward()
+            self.opt.step()
+
+    def evaluate(self):
+        self.model.eval()  # GL502
+
+    def fit(self, loader, epochs):
+        for epoch in range(epochs):
+            self.train_epoch(loader)
+            self.evaluate()
+""",
+    "a trainer class whose train_epoch() starts with train()": """
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+        self.opt = torch.optim.Adam(model.parameters())
+
+    def train_epoch(self, loader):
+        self.model.train()
+        for x, y in loader:
+            self.opt.zero_grad()
+            loss_fn(self.model(x), y).backward()
+            self.opt.step()
+
+    def evaluate(self):
+        self.model.eval()
+
+    def fit(self, loader, epochs):
+        for epoch in range(epochs):
+            self.train_epoch(loader)
+            self.evaluate()
+""",
+    "a helper from another module receives the model: unknown": """
+from engine import train_one_epoch
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    train_one_epoch(model, loader, optimizer)
+    model.eval()
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+""",
+    "an eval before the backward of the same iteration is deliberate": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    model.eval()
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+""",
+    "a frozen teacher in eval mode is not trained": """
+optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+for epoch in range(3):
+    teacher.eval()
+    for x, y in loader:
+        loss_fn(student(x), teacher(x)).backward()
+        optimizer.step()
+""",
+    "each model has its own mode: the GAN's D is restored, G is not": """
+opt_g = torch.optim.Adam(netG.parameters())
+opt_d = torch.optim.Adam(netD.parameters())
+for epoch in range(3):
+    netD.train()
+    for x in loader:
+        fake = netG(noise(x))
+        bce(netD(x), netD(fake.detach())).backward()
+        opt_d.step()
+        bce(netD(fake), ones).backward()
+        opt_g.step()
+    netD.eval()
+    netG.eval()  # GL502
+    sample(netG.state_dict())
+""",
+    "a submodule frozen in eval mode after train() each epoch": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    model.train()
+    model.backbone.eval()
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+""",
+}
+
+CASES = {**GRAPH_LEAKS, **MODES}
 
 
 @pytest.mark.parametrize("source", list(CASES.values()), ids=list(CASES))
@@ -175,3 +305,11 @@ def test_graph_leak_names_the_backward_and_the_loop() -> None:
     assert "`total += loss`" in finding.message and "backpropagated at line 5" in finding.message
     assert "for x, y in loader` (line 3)" in finding.message and "`.item()`" in finding.message
     assert [related.location.line for related in finding.related] == [5]
+
+
+def test_eval_mode_names_the_eval_the_backward_and_the_train_that_runs_once() -> None:
+    [finding] = check_source(MODES["eval in the epoch loop, train only before it"], codes=["GL502"])
+    assert finding.location.line == 8
+    assert "`for epoch in range(3)` (line 4)" in finding.message
+    assert "`model.train()` (line 3) runs only once, before the loop" in finding.message
+    assert [related.location.line for related in finding.related] == [6, 3]

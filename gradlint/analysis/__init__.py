@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from gradlint.analysis import interpret
 from gradlint.analysis.facts import Facts
 from gradlint.analysis.graph_leaks import find_graph_leaks
+from gradlint.analysis.modes import find_eval_during_training
 
 __all__ = ["analyse"]
 
 
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
-    """The gradient-state facts, then those of the analyses that stand on their own (GL501)."""
+    """The gradient-state facts, then those of the analyses that stand on their own (GL501, GL502)."""
     facts = interpret.analyse(tree, lines)
     facts.graph_leaks |= find_graph_leaks(tree, list(lines))
+    facts.eval_during_training |= find_eval_during_training(tree, list(lines))
     return facts

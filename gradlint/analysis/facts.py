@@ -75,6 +75,7 @@ class Facts:
     unapplied: set[UnappliedBackward] = field(default_factory=set)
     unscaled: set[UnscaledAccumulation] = field(default_factory=set)
     graph_leaks: set[GraphLeak] = field(default_factory=set)
+    eval_during_training: set[EvalDuringTraining] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,15 @@ class GraphLeak:
     origin: Site  # the backward (or forward pass) whose graph is kept
     what: str
     loop: LoopSite
+
+
+@dataclass(frozen=True)
+class EvalDuringTraining:
+    """A backward pass trains a model still in the eval mode an earlier iteration of a loop set."""
+
+    model: str
+    eval_site: Site  # `model.eval()`
+    backward: Site
+    loop: LoopSite  # the loop whose next iteration trains in eval mode
+    train: Site | None  # a `model.train()` that exists, but does not run between the two
+    train_in_loop: bool

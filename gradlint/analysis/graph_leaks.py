@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gradlint.analysis import names
-from gradlint.analysis.facts import GraphLeak, LoopSite, Site
-from gradlint.analysis.scope import location_of
+from gradlint.analysis.facts import GraphLeak, Site
+from gradlint.analysis.scope import location_of, loop_site
 from gradlint.analysis.shapes import (
     FunctionNode,
     draws_data,
@@ -404,11 +404,3 @@ def forget(state: State, target: ast.expr) -> State:
 def meet(one: State, other: State) -> State:
     """Names that hold a graph on both paths."""
     return {name: carried for name, carried in one.items() if name in other}
-
-
-def loop_site(loop: ast.stmt, lines: list[str]) -> LoopSite:
-    if isinstance(loop, ast.While):
-        return LoopSite(location_of(loop, lines), f"while {names.segment(lines, loop.test)}", "")
-    assert isinstance(loop, (ast.For, ast.AsyncFor))
-    target = names.segment(lines, loop.target)
-    return LoopSite(location_of(loop, lines), f"for {target} in {names.segment(lines, loop.iter)}", target)

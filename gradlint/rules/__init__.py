@@ -12,6 +12,7 @@ from gradlint.rules import (
     gl201_backward_never_applied,
     gl301_accumulation_not_scaled,
     gl501_graph_kept_across_iterations,
+    gl502_training_in_eval_mode,
 )
 
 ALL_RULES: tuple[ModuleType, ...] = (
@@ -21,6 +22,7 @@ ALL_RULES: tuple[ModuleType, ...] = (
     gl201_backward_never_applied,
     gl301_accumulation_not_scaled,
     gl501_graph_kept_across_iterations,
+    gl502_training_in_eval_mode,
 )
 RULES_BY_CODE = {rule.RULE.code: rule for rule in ALL_RULES}
 

@@ -37,8 +37,9 @@ KIND_OF_CODE = {"GL101": STALE, "GL102": STALE, "GL103": DISCARD, "GL201": UNAPP
 KEPT = "graphs kept"  # graphs of earlier backward passes of a line outlive the next ones
 EVAL_MODE = "eval mode"  # a backward trains a module whose forward ran in eval mode, after train mode
 KIND_OF_CODE.update({"GL501": KEPT, "GL502": EVAL_MODE})
-# Earlier graphs of one backward line alive at once: one can be a `prev_loss` kept for a comparison.
-KEPT_GRAPHS = 2
+# Earlier graphs of one backward line alive at once. A few are held on purpose (a `prev_loss` kept
+# for a comparison; LBFGS keeps its closure's first and last loss); a leak keeps one per iteration.
+KEPT_GRAPHS = 4
 
 # A step summing k backward passes is "scaled" when their scale factors add up to about one mean.
 UNSCALED_SUM = 1.5
