@@ -68,6 +68,20 @@ for x, y in loader:
     with torch.no_grad():
         total += loss
 """,
+    "the loss of an evaluation forward under no_grad (accelerate's megatron example)": """
+for epoch in range(3):
+    for x, y in loader:
+        outputs = model(x)
+        loss = outputs.loss
+        loss.backward()
+        optimizer.step()
+    losses = []
+    for x, y in eval_loader:
+        with torch.no_grad():
+            outputs = model(x)
+        loss = outputs.loss
+        losses.append(loss)
+""",
     "a variable started over at the top of each iteration": """
 for x, y in loader:
     step_losses = []
@@ -274,6 +288,18 @@ for epoch in range(3):
     netD.eval()
     netG.eval()  # GL502
     sample(netG.state_dict())
+""",
+    "eval() and train() on a chained .to(device) / .cpu() (fast_neural_style)": """
+optimizer = torch.optim.Adam(transformer.parameters())
+for e in range(epochs):
+    transformer.train()
+    for batch_id, (x, _) in enumerate(train_loader):
+        loss_fn(transformer(x)).backward()
+        optimizer.step()
+        if (batch_id + 1) % checkpoint_interval == 0:
+            transformer.eval().cpu()
+            torch.save(transformer.state_dict(), path)
+            transformer.to(device).train()
 """,
     "a submodule frozen in eval mode after train() each epoch": """
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

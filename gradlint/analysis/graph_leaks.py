@@ -56,7 +56,7 @@ class Carried:
     what: str  # `loss.backward()` / `model(x)`
 
 
-State = dict  # name -> Carried
+State = dict  # name -> Carried, or None for a name known to hold no graph (computed under no_grad)
 
 
 def find_graph_leaks(tree: ast.Module, lines: list[str]) -> set[GraphLeak]:
@@ -215,10 +215,14 @@ class FunctionLeaks:
             state = forget(state, target)
             if isinstance(target, ast.Name):
                 origin = carried
-                if not no_grad and target.id in self.backwards and computes(value):
+                source = root_name(value)
+                from_clean = source in state and state[source] is None
+                if not no_grad and not from_clean and target.id in self.backwards and computes(value):
                     origin = self.backwards[target.id]  # name the backward: its graph is the one kept
                 if origin is not None:
                     state[target.id] = origin
+                elif no_grad or from_clean:
+                    state[target.id] = None
         return state
 
     def method_accumulation(self, call: ast.Call, state: State, loops: tuple[ast.stmt, ...]) -> None:
@@ -402,5 +406,9 @@ def forget(state: State, target: ast.expr) -> State:
 
 
 def meet(one: State, other: State) -> State:
-    """Names that hold a graph on both paths."""
-    return {name: carried for name, carried in one.items() if name in other}
+    """Names that hold a graph on both paths, and names known to hold none on both."""
+    return {
+        name: carried
+        for name, carried in one.items()
+        if name in other and (carried is None) == (other[name] is None)
+    }

@@ -31,6 +31,9 @@ MODE_SAFE_WORDS = names.HARMLESS_CALLEE_WORDS - {
     "wrap", "parallel", "load", "state", "register", "hook", "image", "images", "display", "ema",
 }  # fmt: skip
 LoopNode = (ast.For, ast.AsyncFor, ast.While)
+SELF_RETURNING_METHODS = {
+    "to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_", "to_empty",
+}  # fmt: skip
 
 
 class Mode(NamedTuple):
@@ -237,6 +240,8 @@ class ModeAnalysis:
         receiver = names.path_of(node.func.value) if isinstance(node.func, ast.Attribute) else None
         mode = mode_call(node)
         if mode is not None:
+            receiver = names.path_of(module_itself(node.func.value))  # `model.to(device).train()`
+        if mode is not None:
             return self.set_mode(self.key(receiver, frame), mode, node, state, frame)
         if callee in ("backward", "manual_backward"):
             self.check_backward(node, state, frame)
@@ -354,13 +359,24 @@ class ModeAnalysis:
         return {k: v for k, v in state.items() if not is_part(k, key)}
 
 
+def module_itself(node: ast.expr) -> ast.expr:
+    """`model.to(device)`, `model.cuda()`, `model.eval()` return the module they are called on."""
+    while (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in SELF_RETURNING_METHODS
+    ):
+        node = node.func.value
+    return node
+
+
 def trained_paths(tree: ast.Module) -> set[str]:
     """`m` in `Adam(m.parameters())` or `m.train()` anywhere in the module."""
     found: set[str] = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
-        path = names.path_of(node.func.value)
+        path = names.path_of(module_itself(node.func.value))
         if path is None:
             continue
         if mode_call(node) == "train" or (node.func.attr in ("parameters", "named_parameters") and path != "self"):
