@@ -12,7 +12,7 @@ import pytest
 
 from gradlint.checker import check_source
 
-HYGIENE_CODES = ["GL501", "GL502"]
+HYGIENE_CODES = ["GL501", "GL502", "GL303"]
 
 GRAPH_LEAKS = {
     "a loss summed as a tensor across batches": """
@@ -312,7 +312,57 @@ for epoch in range(3):
 """,
 }
 
-CASES = {**GRAPH_LEAKS, **MODES}
+DATA_PARALLEL = {
+    "DDP accumulation over a counter without no_sync": """
+model = DDP(net, device_ids=[rank])
+optimizer = torch.optim.AdamW(model.parameters())
+for step, batch in enumerate(loader):
+    loss = loss_fn(model(batch)) / grad_accum
+    loss.backward()  # GL303
+    if (step + 1) % grad_accum == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "DDP accumulation over an inner micro-batch loop without no_sync": """
+model = DistributedDataParallel(net)
+optimizer = torch.optim.AdamW(model.parameters())
+for batch in loader:
+    for micro in batch.chunk(accum_steps):
+        (loss_fn(model(micro)) / accum_steps).backward()  # GL303
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+    "nanoGPT: require_backward_grad_sync set on the last micro-step": """
+model = DDP(model, device_ids=[ddp_local_rank])
+optimizer = torch.optim.AdamW(model.parameters())
+while True:
+    for micro_step in range(gradient_accumulation_steps):
+        model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
+        loss = model(*get_batch()) / gradient_accumulation_steps
+        loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+""",
+    "accumulation without DDP": """
+optimizer = torch.optim.AdamW(model.parameters())
+for step, batch in enumerate(loader):
+    (loss_fn(model(batch)) / accum).backward()
+    if (step + 1) % accum == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "accelerate's accumulate() skips the syncs itself": """
+model = DDP(net)
+optimizer = torch.optim.AdamW(model.parameters())
+for batch in loader:
+    with accelerator.accumulate(model):
+        accelerator.backward(loss_fn(model(batch)))
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+}
+
+CASES = {**GRAPH_LEAKS, **MODES, **DATA_PARALLEL}
 
 
 @pytest.mark.parametrize("source", list(CASES.values()), ids=list(CASES))

@@ -6,6 +6,7 @@ import ast
 from collections.abc import Sequence
 
 from gradlint.analysis import interpret
+from gradlint.analysis.data_parallel import find_data_parallel
 from gradlint.analysis.facts import Facts
 from gradlint.analysis.graph_leaks import find_graph_leaks
 from gradlint.analysis.modes import find_eval_during_training
@@ -14,8 +15,11 @@ __all__ = ["analyse"]
 
 
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
-    """The gradient-state facts, then those of the analyses that stand on their own (GL501, GL502)."""
+    """The gradient-state facts, then those of the analyses that stand on their own (GL501, GL502, GL303)."""
     facts = interpret.analyse(tree, lines)
     facts.graph_leaks |= find_graph_leaks(tree, list(lines))
     facts.eval_during_training |= find_eval_during_training(tree, list(lines))
+    wraps, skips_sync = find_data_parallel(tree, list(lines))
+    facts.data_parallel |= wraps
+    facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
     return facts

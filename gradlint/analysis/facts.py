@@ -76,6 +76,9 @@ class Facts:
     unscaled: set[UnscaledAccumulation] = field(default_factory=set)
     graph_leaks: set[GraphLeak] = field(default_factory=set)
     eval_during_training: set[EvalDuringTraining] = field(default_factory=set)
+    accumulations: set[Accumulation] = field(default_factory=set)
+    data_parallel: set[DataParallelWrap] = field(default_factory=set)
+    skips_gradient_sync: bool = False  # no_sync(), accelerate's accumulate(): syncs only when stepping
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,22 @@ class EvalDuringTraining:
     loop: LoopSite  # the loop whose next iteration trains in eval mode
     train: Site | None  # a `model.train()` that exists, but does not run between the two
     train_in_loop: bool
+
+
+@dataclass(frozen=True)
+class Accumulation:
+    """A step applied gradients summed over several backward passes of a loop over data (scaled or not)."""
+
+    optimizer: str
+    backward: Site
+    step: Site
+    loop: LoopSite
+    count: str
+
+
+@dataclass(frozen=True)
+class DataParallelWrap:
+    """`DistributedDataParallel(model)`: every backward pass all-reduces, unless under `no_sync()`."""
+
+    site: Site
+    model: str  # what the wrapper is assigned to ("" when it is not)

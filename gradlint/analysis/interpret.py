@@ -16,6 +16,7 @@ from typing import NamedTuple
 from gradlint.analysis import names
 from gradlint.analysis.build import FunctionBuilder
 from gradlint.analysis.facts import (
+    Accumulation,
     DiscardedGradients,
     Facts,
     LoopSite,
@@ -235,6 +236,7 @@ class RootInterpreter:
         target.discarded |= self.facts.discarded
         target.unapplied |= self.facts.unapplied
         target.unscaled |= self.facts.unscaled
+        target.accumulations |= self.facts.accumulations
 
     def interpret_root(self) -> None:
         function = self.function
@@ -563,6 +565,8 @@ class RootInterpreter:
                 self.stale(event, display, key, value, frame)
             elif value.pending == MANY and value.repeat_loop is not None and not value.grads_scaled:
                 self.unscaled(event, display, value, frame)
+            if not value.applied and value.pending == MANY and value.repeat_loop is not None:
+                self.accumulated(event, display, value)
             for clear, backward, went_round in value.discarded:
                 if starves_accumulation(went_round, event, frame):
                     self.facts.discarded.add(
@@ -613,6 +617,18 @@ class RootInterpreter:
             self.facts.unscaled.add(
                 UnscaledAccumulation(display, backward.site, event.site, loop.site, count)
             )
+
+    def accumulated(self, event: Event, display: str, value: Grad) -> None:
+        """Every accumulation window over data, scaled or not (GL303 asks how each micro-batch syncs)."""
+        loop = value.repeat_loop
+        assert loop is not None  # apply_step() asks only for a value some loop repeated
+        if not (loop.draws_data or loop.count or is_accumulation_guard(event.guard)):
+            return
+        count = modulo_divisor(event.guard) or loop.count or ""
+        for backward in value.backwards:
+            if backward.retain_graph or backward.target == "engine" or not computes_loss_in(backward, loop):
+                continue
+            self.facts.accumulations.add(Accumulation(display, backward.site, event.site, loop.site, count))
 
     def clear(self, event: Event, state: State, frame: Frame) -> State:
         if event.target in ("optimizer", "maybe_optimizer") and frame.gated:

@@ -11,6 +11,7 @@ from gradlint.rules import (
     gl103_clear_discards_unstepped_gradients,
     gl201_backward_never_applied,
     gl301_accumulation_not_scaled,
+    gl303_accumulation_syncs_every_micro_batch,
     gl501_graph_kept_across_iterations,
     gl502_training_in_eval_mode,
 )
@@ -21,6 +22,7 @@ ALL_RULES: tuple[ModuleType, ...] = (
     gl103_clear_discards_unstepped_gradients,
     gl201_backward_never_applied,
     gl301_accumulation_not_scaled,
+    gl303_accumulation_syncs_every_micro_batch,
     gl501_graph_kept_across_iterations,
     gl502_training_in_eval_mode,
 )

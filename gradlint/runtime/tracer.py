@@ -141,6 +141,8 @@ class Trace:
     kept_graphs: dict[tuple[Site, ...], KeptGraphsRecord] = field(default_factory=dict)  # by backward line
     eval_mode_backwards: dict[int, EvalModeRecord] = field(default_factory=dict)  # by backward id
     train_mode_backwards: int = 0  # backward passes that trained a module in train mode
+    # backward id -> whether the DistributedDataParallel forward before it had gradient sync on
+    ddp_synced: dict[int, bool] = field(default_factory=dict)
 
     def steps_of(self, optimizer: int) -> list[StepRecord]:
         return [step for step in self.steps if step.optimizer == optimizer]
@@ -245,6 +247,8 @@ class Tracer:
         self._mode_sites: dict[int, tuple[tuple[Site, ...], str]] = {}
         self._mode_depth = 0
         self._last_train_mode_backward: int | None = None
+        self._ddp_sync: bool | None = None  # the last DDP forward's require_backward_grad_sync
+        self._ddp_class = getattr(torch.nn.parallel, "DistributedDataParallel", None)
         self.active = False
 
     # -- entering and leaving ------------------------------------------------------------------
@@ -532,6 +536,9 @@ class Tracer:
                 sites, loss_scale(loss, self._amp_scales), bool(retain)
             )
             self._count_kept_graphs(loss, sites)
+            if self._ddp_sync is not None:
+                self.trace.ddp_synced[self._current_backward] = self._ddp_sync
+                self._ddp_sync = None
             try:
                 return original(*args, **kwargs)
             finally:
@@ -563,7 +570,10 @@ class Tracer:
         self._graph_tags[sites] = alive[-MAX_GRAPH_TAGS:]
 
     def _forward_pre_hook(self, module: Any, args: Any) -> None:
-        """Remember each followed parameter's module mode when the module runs its forward pass."""
+        """Remember each followed parameter's module mode when the module runs its forward pass,
+        and whether a DistributedDataParallel forward will all-reduce in the next backward."""
+        if self._ddp_class is not None and isinstance(module, self._ddp_class):
+            self._ddp_sync = bool(getattr(module, "require_backward_grad_sync", True))
         for param in module._parameters.values():
             state = self._params.get(id(param)) if param is not None else None
             if state is not None and state.param is param:

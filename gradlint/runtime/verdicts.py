@@ -36,7 +36,8 @@ UNSCALED = "unscaled"  # a step sums k > 1 unscaled backward passes
 KIND_OF_CODE = {"GL101": STALE, "GL102": STALE, "GL103": DISCARD, "GL201": UNAPPLIED, "GL301": UNSCALED}
 KEPT = "graphs kept"  # graphs of earlier backward passes of a line outlive the next ones
 EVAL_MODE = "eval mode"  # a backward trains a module whose forward ran in eval mode, after train mode
-KIND_OF_CODE.update({"GL501": KEPT, "GL502": EVAL_MODE})
+SYNCED = "synced micro-batches"  # DDP all-reduced micro-batches a later one's step summed
+KIND_OF_CODE.update({"GL501": KEPT, "GL502": EVAL_MODE, "GL303": SYNCED})
 # Earlier graphs of one backward line alive at once. A few are held on purpose (a `prev_loss` kept
 # for a comparison; LBFGS keeps its closure's first and last loss); a leak keeps one per iteration.
 KEPT_GRAPHS = 4
@@ -88,6 +89,7 @@ def violations(trace: Trace, path: str) -> list[Violation]:
         *_unscaled_steps(trace, script),
         *_kept_graphs(trace, script),
         *_eval_mode_backwards(trace, script),
+        *_synced_micro_batches(trace, script),
     ]
     return sorted(found, key=lambda v: (v.line, v.code))
 
@@ -278,6 +280,27 @@ def _eval_mode_backwards(trace: Trace, script: _Script) -> list[Violation]:
             f"{trace.train_mode_backwards} passes in train mode"
         )
         found.append(Violation("GL502", EVAL_MODE, line, frozenset(lines), evidence))
+    return found
+
+
+def _synced_micro_batches(trace: Trace, script: _Script) -> list[Violation]:
+    """Steps summing several DDP backward passes, where those before the last all-reduced too."""
+    by_line: dict[int, tuple[int, int, set[int]]] = {}
+    for step in trace.steps:
+        fresh = sorted(b for b in step.summed - step.stale if b in trace.ddp_synced)
+        wasted = [b for b in fresh[:-1] if trace.ddp_synced[b]]
+        if not wasted:
+            continue
+        line, lines = _where(script, step.sites, _backward_sites(trace, set(fresh)))
+        count, steps, all_lines = by_line.get(line, (0, 0, set()))
+        by_line[line] = (count + len(wasted), steps + 1, all_lines | lines)
+    found = []
+    for line, (wasted, steps, lines) in by_line.items():
+        evidence = (
+            f"{wasted} micro-batch backward passes all-reduced their gradients (DDP forward with gradient "
+            f"sync on) before {steps} steps at line {line} that summed them: only the last of each needed it"
+        )
+        found.append(Violation("GL303", SYNCED, line, frozenset(lines), evidence))
     return found
 
 
