@@ -12,7 +12,7 @@ import pytest
 
 from gradlint.checker import check_source
 
-HYGIENE_CODES = ["GL501", "GL502", "GL303"]
+HYGIENE_CODES = ["GL501", "GL502", "GL302", "GL303"]
 
 GRAPH_LEAKS = {
     "a loss summed as a tensor across batches": """
@@ -362,7 +362,83 @@ for batch in loader:
 """,
 }
 
-CASES = {**GRAPH_LEAKS, **MODES, **DATA_PARALLEL}
+FLUSH = {
+    "a modulo window in an epoch loop, nothing after the batch loop": """
+for epoch in range(3):
+    for i, (x, y) in enumerate(loader):
+        (loss_fn(model(x), y) / accum).backward()
+        if (i + 1) % accum == 0:
+            optimizer.step()  # GL302
+            optimizer.zero_grad()
+    evaluate(model)
+""",
+    "a helper's window, called per epoch": """
+def train_one_epoch(loader):
+    for step, batch in enumerate(loader):
+        (loss_fn(model(batch)) / grad_accum).backward()
+        if step % grad_accum == 0:
+            optimizer.step()  # GL302
+            optimizer.zero_grad()
+
+for epoch in range(3):
+    train_one_epoch(loader)
+""",
+    "the guard also fires on the last batch": """
+for epoch in range(3):
+    for i, (x, y) in enumerate(loader):
+        (loss_fn(model(x), y) / accum).backward()
+        if (i + 1) % accum == 0 or i == len(loader) - 1:
+            optimizer.step()
+            optimizer.zero_grad()
+""",
+    "an is_last flag in the guard": """
+for epoch in range(3):
+    for i, (x, y) in enumerate(loader):
+        (loss_fn(model(x), y) / accum).backward()
+        if (i + 1) % accum == 0 or is_last_batch:
+            optimizer.step()
+            optimizer.zero_grad()
+""",
+    "a clear at the top of each epoch drops the leftovers": """
+for epoch in range(3):
+    optimizer.zero_grad()
+    for i, (x, y) in enumerate(loader):
+        (loss_fn(model(x), y) / accum).backward()
+        if (i + 1) % accum == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+""",
+    "a loop over range(steps * accum) is a multiple of the window": """
+for epoch in range(3):
+    for i in range(steps_per_epoch * accum):
+        (loss_fn(model(next(batches))) / accum).backward()
+        if (i + 1) % accum == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+""",
+    "a single pass that never runs again": """
+for i, (x, y) in enumerate(loader):
+    (loss_fn(model(x), y) / accum).backward()
+    if (i + 1) % accum == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a helper whose caller flushes after it": """
+def train_one_epoch(loader):
+    for step, batch in enumerate(loader):
+        (loss_fn(model(batch)) / grad_accum).backward()
+        if step % grad_accum == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+
+for epoch in range(3):
+    train_one_epoch(loader)
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+}
+
+CASES = {**GRAPH_LEAKS, **MODES, **DATA_PARALLEL, **FLUSH}
 
 
 @pytest.mark.parametrize("source", list(CASES.values()), ids=list(CASES))
@@ -389,3 +465,11 @@ def test_eval_mode_names_the_eval_the_backward_and_the_train_that_runs_once() ->
     assert "`for epoch in range(3)` (line 4)" in finding.message
     assert "`model.train()` (line 3) runs only once, before the loop" in finding.message
     assert [related.location.line for related in finding.related] == [6, 3]
+
+
+def test_unflushed_window_is_off_by_default() -> None:
+    source = FLUSH["a modulo window in an epoch loop, nothing after the batch loop"]
+    assert [f.code for f in check_source(source)] == []
+    [finding] = check_source(source, codes=["GL302"])
+    assert "every accum micro-batches of `for i, (x, y) in enumerate(loader)` (line 3)" in finding.message
+    assert "next iteration of `for epoch in range(3)` (line 2)" in finding.message

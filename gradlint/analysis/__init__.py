@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from gradlint.analysis import interpret
 from gradlint.analysis.data_parallel import find_data_parallel
+from gradlint.analysis.flush import find_unflushed_windows
 from gradlint.analysis.facts import Facts
 from gradlint.analysis.graph_leaks import find_graph_leaks
 from gradlint.analysis.modes import find_eval_during_training
@@ -15,11 +16,12 @@ __all__ = ["analyse"]
 
 
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
-    """The gradient-state facts, then those of the analyses that stand on their own (GL501, GL502, GL303)."""
+    """The gradient-state facts, then those of the analyses that stand on their own (GL501, GL502, GL302, GL303)."""
     facts = interpret.analyse(tree, lines)
     facts.graph_leaks |= find_graph_leaks(tree, list(lines))
     facts.eval_during_training |= find_eval_during_training(tree, list(lines))
     wraps, skips_sync = find_data_parallel(tree, list(lines))
     facts.data_parallel |= wraps
     facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
+    facts.unflushed |= find_unflushed_windows(tree, list(lines))
     return facts

@@ -79,6 +79,7 @@ class Facts:
     accumulations: set[Accumulation] = field(default_factory=set)
     data_parallel: set[DataParallelWrap] = field(default_factory=set)
     skips_gradient_sync: bool = False  # no_sync(), accelerate's accumulate(): syncs only when stepping
+    unflushed: set[UnflushedWindow] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,14 @@ class DataParallelWrap:
 
     site: Site
     model: str  # what the wrapper is assigned to ("" when it is not)
+
+
+@dataclass(frozen=True)
+class UnflushedWindow:
+    """A step every n micro-batches, and nothing steps or clears the leftovers when the loop ends."""
+
+    step: Site
+    backward: Site
+    loop: LoopSite
+    repeat: LoopSite | None  # the loop that runs it again (None: around the call of its function)
+    count: str

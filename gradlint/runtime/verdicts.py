@@ -37,7 +37,8 @@ KIND_OF_CODE = {"GL101": STALE, "GL102": STALE, "GL103": DISCARD, "GL201": UNAPP
 KEPT = "graphs kept"  # graphs of earlier backward passes of a line outlive the next ones
 EVAL_MODE = "eval mode"  # a backward trains a module whose forward ran in eval mode, after train mode
 SYNCED = "synced micro-batches"  # DDP all-reduced micro-batches a later one's step summed
-KIND_OF_CODE.update({"GL501": KEPT, "GL502": EVAL_MODE, "GL303": SYNCED})
+OVERSIZED = "oversized window"  # a step sums more backward passes than its line's window
+KIND_OF_CODE.update({"GL501": KEPT, "GL502": EVAL_MODE, "GL303": SYNCED, "GL302": OVERSIZED})
 # Earlier graphs of one backward line alive at once. A few are held on purpose (a `prev_loss` kept
 # for a comparison; LBFGS keeps its closure's first and last loss); a leak keeps one per iteration.
 KEPT_GRAPHS = 4
@@ -90,6 +91,7 @@ def violations(trace: Trace, path: str) -> list[Violation]:
         *_kept_graphs(trace, script),
         *_eval_mode_backwards(trace, script),
         *_synced_micro_batches(trace, script),
+        *_oversized_windows(trace, script),
     ]
     return sorted(found, key=lambda v: (v.line, v.code))
 
@@ -301,6 +303,36 @@ def _synced_micro_batches(trace: Trace, script: _Script) -> list[Violation]:
             f"sync on) before {steps} steps at line {line} that summed them: only the last of each needed it"
         )
         found.append(Violation("GL303", SYNCED, line, frozenset(lines), evidence))
+    return found
+
+
+def _oversized_windows(trace: Trace, script: _Script) -> list[Violation]:
+    """Steps of one line that sum more fresh backward passes than most of its steps (the window):
+    the leftovers of an unfinished window joined the next one."""
+    by_line: dict[int, list[tuple[StepRecord, int]]] = {}
+    for step in trace.steps:
+        if step.closure:
+            continue
+        line, _ = _where(script, step.sites)
+        by_line.setdefault(line, []).append((step, len(step.summed - step.stale)))
+    found = []
+    for line, steps in by_line.items():
+        sizes = [size for _, size in steps if size > 1]
+        if not sizes:
+            continue
+        window = max(set(sizes), key=lambda size: (sizes.count(size), -size))
+        oversized = [(step, size) for step, size in steps if size > window]
+        if not oversized:
+            continue
+        lines: set[int] = set()
+        for step, _ in oversized:
+            lines |= _where(script, step.sites, _backward_sites(trace, step.summed - step.stale))[1]
+        evidence = (
+            f"{len(oversized)} steps at line {line} summed more backward passes (up to "
+            f"{max(size for _, size in oversized)}) than the {window} that most of its {len(steps)} steps sum: "
+            f"the leftovers of an unfinished window joined the next one"
+        )
+        found.append(Violation("GL302", OVERSIZED, line, frozenset(lines), evidence))
     return found
 
 
