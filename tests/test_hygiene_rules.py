@@ -249,6 +249,21 @@ class Trainer:
             self.train_epoch(loader)
             self.evaluate()
 """,
+    "eval() two helpers deep, through one that only calls the other": """
+def evaluate(net):
+    net.eval()  # GL502
+    return score(net.state_dict())
+
+def validate_and_report(net):
+    print(evaluate(net))
+
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    validate_and_report(model)
+""",
     "a helper from another module receives the model: unknown": """
 from engine import train_one_epoch
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

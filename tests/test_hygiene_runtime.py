@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from gradlint.runtime.run import confirm_script  # noqa: E402
+from gradlint.runtime.run import confirm_script
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 FLUSHED = FIXTURES_DIR / "clean_accum_flush_after_loop.py"

@@ -493,7 +493,7 @@ def test_clipping_before_unscale_is_on_scaled_gradients() -> None:
 
 
 def test_graphs_held_across_iterations_are_counted_and_released_ones_are_not() -> None:
-    model, optimizer = model_and_optimizer()
+    model, _ = model_and_optimizer()
     with Tracer() as tracer:
         total = 0.0
         for _ in range(6):

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from gradlint.analysis import interpret
 from gradlint.analysis.data_parallel import find_data_parallel
-from gradlint.analysis.flush import find_unflushed_windows
 from gradlint.analysis.facts import Facts
+from gradlint.analysis.flush import find_unflushed_windows
 from gradlint.analysis.graph_leaks import find_graph_leaks
 from gradlint.analysis.modes import find_eval_during_training
 
@@ -16,7 +16,7 @@ __all__ = ["analyse"]
 
 
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
-    """The gradient-state facts, then those of the analyses that stand on their own (GL501, GL502, GL302, GL303)."""
+    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3)."""
     facts = interpret.analyse(tree, lines)
     facts.graph_leaks |= find_graph_leaks(tree, list(lines))
     facts.eval_during_training |= find_eval_during_training(tree, list(lines))

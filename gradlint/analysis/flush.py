@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from typing import Union
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import Site, UnflushedWindow
@@ -60,9 +61,12 @@ def find_unflushed_windows(tree: ast.Module, lines: list[str]) -> set[UnflushedW
     return found
 
 
+AnyLoop = Union[ast.For, ast.AsyncFor, ast.While]
+
+
 def loops_with_context(
-    body: list[ast.stmt], outer: ast.AST | None = None
-) -> Iterator[tuple[ast.For | ast.AsyncFor, ast.AST | None, list[ast.stmt], list[ast.stmt]]]:
+    body: list[ast.stmt], outer: AnyLoop | None = None
+) -> Iterator[tuple[ast.For | ast.AsyncFor, AnyLoop | None, list[ast.stmt], list[ast.stmt]]]:
     """Each for-loop over data with the loop around it, and what runs after and before it there."""
     for index, statement in enumerate(body):
         if isinstance(statement, (*FunctionNode, ast.ClassDef)):
@@ -93,12 +97,18 @@ def flushed(guard: ast.If, loop: ast.For | ast.AsyncFor) -> bool:
         return True
     divisor = modulo_of(test)
     iterable = loop.iter
-    while isinstance(iterable, ast.Call) and names.callee_name(iterable) in names.LOOP_WRAPPERS and iterable.args:
+    while (
+        isinstance(iterable, ast.Call)
+        and names.callee_name(iterable) in names.LOOP_WRAPPERS
+        and iterable.args
+    ):
         iterable = iterable.args[0]
     if isinstance(iterable, ast.Call) and names.callee_name(iterable) == "range" and divisor is not None:
         bound = ast.dump(divisor)
         return any(
-            isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mult) and bound in (ast.dump(n.left), ast.dump(n.right))
+            isinstance(n, ast.BinOp)
+            and isinstance(n.op, ast.Mult)
+            and bound in (ast.dump(n.left), ast.dump(n.right))
             for argument in iterable.args
             for n in ast.walk(argument)
         )
@@ -155,7 +165,9 @@ def calls_inside_loops(tree: ast.Module) -> dict[str, bool]:
             for node in ast.walk(statement):
                 if isinstance(node, ast.Call):
                     others = [s for s in loop.body if s is not statement]
-                    found[names.callee_name(node)] = found.get(names.callee_name(node), False) or resets(others)
+                    found[names.callee_name(node)] = found.get(names.callee_name(node), False) or resets(
+                        others
+                    )
     return found
 
 

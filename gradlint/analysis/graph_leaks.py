@@ -154,7 +154,7 @@ class FunctionLeaks:
             self.block(self.body, {}, loops=(), no_grad=False)
         return self.leaks
 
-    def site(self, node: ast.AST) -> Site:
+    def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
 
     # --- statements -------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ class FunctionLeaks:
             if carried is not None:
                 self.accumulation(call, call.func.value, carried, loops)
 
-    def accumulation(self, node: ast.AST, target: ast.expr, carried: Carried, loops) -> None:
+    def accumulation(self, node: ast.expr | ast.stmt, target: ast.expr, carried: Carried, loops) -> None:
         path = names.path_of(target)
         if path is None:
             return
@@ -315,8 +315,9 @@ def backward_losses(body: list[ast.stmt], lines: list[str]) -> Iterator[tuple[st
 
 def backward_argument(call: ast.Call) -> ast.expr | None:
     """`loss` in `loss.backward()`, `scaler.scale(loss).backward()`, `accelerator.backward(loss)`."""
-    takes_loss = names.callee_name(call) == "manual_backward" or not isinstance(call.func, ast.Attribute)
-    if call.args and (takes_loss or not is_tensor_receiver(call.func.value)):
+    func = call.func
+    takes_loss = names.callee_name(call) == "manual_backward" or not isinstance(func, ast.Attribute)
+    if call.args and (takes_loss or (isinstance(func, ast.Attribute) and not is_tensor_receiver(func.value))):
         return call.args[0]
     if keyword(call, "loss") is not None:
         return keyword(call, "loss")
@@ -345,7 +346,9 @@ def names_reaching(body: list[ast.stmt], returned: bool) -> set[str]:
         for node in ast.walk(statement):
             if not returned and isinstance(node, ast.Call) and names.callee_name(node) in BACKWARDS:
                 used |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-    assignments = [s for s in own_statements(body) if isinstance(s, (ast.Assign, ast.AugAssign, ast.AnnAssign))]
+    assignments = [
+        s for s in own_statements(body) if isinstance(s, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+    ]
     for _ in range(4):  # `loss = sum(losses); loss.backward()`: losses feeds the backward too
         grown = set(used)
         for statement in assignments:
@@ -358,7 +361,7 @@ def names_reaching(body: list[ast.stmt], returned: bool) -> set[str]:
     return used
 
 
-def rebound_every_iteration(loop: ast.stmt, path: str, root: str) -> bool:
+def rebound_every_iteration(loop: ast.For | ast.AsyncFor | ast.While, path: str, root: str) -> bool:
     """A plain assignment of the accumulator directly in the loop's body: it starts over each time."""
     for statement in direct_statements(loop.body):
         if isinstance(statement, (ast.Assign, ast.AnnAssign)):

@@ -14,12 +14,18 @@ is the bug: `model.train()` runs only before the loop, `model.eval()` inside it.
 from __future__ import annotations
 
 import ast
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import EvalDuringTraining, Site
 from gradlint.analysis.scope import location_of, loop_site
-from gradlint.analysis.shapes import FunctionNode, module_statements, own_statements, parameters
+from gradlint.analysis.shapes import (
+    FunctionNode,
+    assigned_names,
+    module_statements,
+    own_statements,
+    parameters,
+)
 
 MAX_PASSES = 6
 MAX_DEPTH = 6
@@ -31,6 +37,7 @@ MODE_SAFE_WORDS = names.HARMLESS_CALLEE_WORDS - {
     "wrap", "parallel", "load", "state", "register", "hook", "image", "images", "display", "ema",
 }  # fmt: skip
 LoopNode = (ast.For, ast.AsyncFor, ast.While)
+AnyLoop = Union[ast.For, ast.AsyncFor, ast.While]
 SELF_RETURNING_METHODS = {
     "to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_", "to_empty",
 }  # fmt: skip
@@ -57,7 +64,7 @@ class Frame(NamedTuple):
     function: ast.AST | None
     bindings: dict  # parameter -> the caller's key (None: not an object we follow)
     local_names: frozenset[str]
-    loops: tuple[ast.AST, ...]  # every loop around this point, the callers' included
+    loops: tuple[AnyLoop, ...]  # every loop around this point, the callers' included
     depth: int
 
 
@@ -106,35 +113,48 @@ class ModeAnalysis:
     def relevant_functions(self) -> set[ast.AST]:
         """Functions that set a mode, run a backward pass, or call one that does: the ones to follow."""
         relevant: set[ast.AST] = set()
-        calls: dict[ast.AST, set[str]] = {}
+        calls: dict[ast.FunctionDef | ast.AsyncFunctionDef, set[str]] = {}
         for group in self.functions.values():
             for function in group:
-                found = [n for s in own_statements(function.body) for n in ast.walk(s) if isinstance(n, ast.Call)]
+                found = [
+                    n for s in own_statements(function.body) for n in ast.walk(s) if isinstance(n, ast.Call)
+                ]
                 calls[function] = {names.callee_name(c) for c in found}
-                if any(mode_call(c) or names.callee_name(c) in ("backward", "manual_backward") for c in found):
+                if any(
+                    mode_call(c) or names.callee_name(c) in ("backward", "manual_backward") for c in found
+                ):
                     relevant.add(function)
         grown = True
         while grown:
             grown = False
-            for function, callees in calls.items():
-                if function not in relevant and any(
+            for caller, callees in calls.items():
+                if caller not in relevant and any(
                     f in relevant for name in callees for f in self.functions.get(name, [])
                 ):
-                    relevant.add(function)
+                    relevant.add(caller)
                     grown = True
         return relevant
 
     def run(self) -> set[EvalDuringTraining]:
-        called = {
-            names.callee_name(n) for n in ast.walk(self.tree) if isinstance(n, ast.Call)
-        }
-        roots: list[tuple[ast.AST | None, list[ast.stmt]]] = [(None, module_statements(self.tree))]
+        called = {names.callee_name(n) for n in ast.walk(self.tree) if isinstance(n, ast.Call)}
+        roots: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef | None, list[ast.stmt]]] = [
+            (None, module_statements(self.tree))
+        ]
         roots += [
-            (f, f.body) for group in self.functions.values() for f in group if f.name not in called and f in self.relevant
+            (f, f.body)
+            for group in self.functions.values()
+            for f in group
+            if f.name not in called and f in self.relevant
         ]
         for function, body in roots:
             local_names = frozenset(parameters(function)) if function is not None else frozenset()
-            frame = Frame(function, {}, local_names | assigned(body) if function else frozenset(), (), 0)
+            frame = Frame(
+                function,
+                {},
+                local_names | frozenset(assigned_names(body)) if function else frozenset(),
+                (),
+                0,
+            )
             self.block(body, {}, frame)
         return self.found
 
@@ -155,13 +175,13 @@ class ModeAnalysis:
     # --- statements -------------------------------------------------------------------------------
     def block(self, body: list[ast.stmt], state: State, frame: Frame) -> Outcome:
         exits: list[Outcome] = []
-        current: State | None = state
+        current: State = state
         for statement in body:
             outcome = self.statement(statement, current, frame)
             exits.append(outcome._replace(normal=None))
+            if outcome.normal is None:
+                return merge(exits)
             current = outcome.normal
-            if current is None:
-                break
         return merge(exits)._replace(normal=current)
 
     def statement(self, node: ast.stmt, state: State, frame: Frame) -> Outcome:
@@ -239,7 +259,7 @@ class ModeAnalysis:
         callee = names.callee_name(node)
         receiver = names.path_of(node.func.value) if isinstance(node.func, ast.Attribute) else None
         mode = mode_call(node)
-        if mode is not None:
+        if mode is not None and isinstance(node.func, ast.Attribute):
             receiver = names.path_of(module_itself(node.func.value))  # `model.to(device).train()`
         if mode is not None:
             return self.set_mode(self.key(receiver, frame), mode, node, state, frame)
@@ -255,7 +275,9 @@ class ModeAnalysis:
         if callee == "apply" and receiver is not None:
             return self.forget(state, self.key(receiver, frame))  # `model.apply(set_bn_eval)`
         if names.words(callee) & MODE_SAFE_WORDS or (
-            isinstance(node.func, ast.Attribute) and receiver and receiver.split(".", 1)[0] in names.PURE_MODULES
+            isinstance(node.func, ast.Attribute)
+            and receiver
+            and receiver.split(".", 1)[0] in names.PURE_MODULES
         ):
             return state
         for argument in (*node.args, *(k.value for k in node.keywords)):
@@ -284,7 +306,9 @@ class ModeAnalysis:
                 loops = [loop for loop in frame.loops if loop in value.went_round]
                 if value.mode != "eval" or value.set_by is None or not loops:
                     continue
-                train = next((s for t, s in self.train_sites.items() if is_part(key, t) or is_part(t, key)), None)
+                train = next(
+                    (s for t, s in self.train_sites.items() if is_part(key, t) or is_part(t, key)), None
+                )
                 loop = loops[0]  # the outermost: from its second iteration on, training runs in eval mode
                 self.found.add(
                     EvalDuringTraining(
@@ -336,7 +360,9 @@ class ModeAnalysis:
                 bindings[keyword_argument.arg] = self.key(names.path_of(keyword_argument.value), frame)
         memo_key = (function, tuple(sorted(bindings.items())), frame.loops, frozenset(state.items()))
         if memo_key not in self.memo:
-            local_names = (frozenset(parameters(function)) | assigned(function.body)) - bindings.keys()
+            local_names = (
+                frozenset(parameters(function)) | frozenset(assigned_names(function.body))
+            ) - bindings.keys()
             inner = Frame(function, bindings, frozenset(local_names), frame.loops, frame.depth + 1)
             outcome = self.block(function.body, state, inner)
             self.memo[memo_key] = join(outcome.normal, outcome.returns) or state
@@ -379,7 +405,9 @@ def trained_paths(tree: ast.Module) -> set[str]:
         path = names.path_of(module_itself(node.func.value))
         if path is None:
             continue
-        if mode_call(node) == "train" or (node.func.attr in ("parameters", "named_parameters") and path != "self"):
+        if mode_call(node) == "train" or (
+            node.func.attr in ("parameters", "named_parameters") and path != "self"
+        ):
             found.add(path)
     return found
 
@@ -399,19 +427,6 @@ def inside(loop: ast.AST, site: Site) -> bool:
 
 def is_method(function: ast.AST, tree: ast.Module) -> bool:
     return any(isinstance(node, ast.ClassDef) and function in node.body for node in ast.walk(tree))
-
-
-def assigned(body: list[ast.stmt]) -> frozenset[str]:
-    found: set[str] = set()
-    for statement in own_statements(body):
-        targets: list[ast.expr] = []
-        if isinstance(statement, ast.Assign):
-            targets = statement.targets
-        elif isinstance(statement, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
-            targets = [statement.target]
-        for target in targets:
-            found |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-    return frozenset(found)
 
 
 def join(a: State | None, b: State | None) -> State | None:

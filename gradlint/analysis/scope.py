@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from gradlint.analysis import names
+from gradlint.analysis.facts import LoopSite
 from gradlint.analysis.shapes import (
     TEST_KEY,
     FunctionNode,
@@ -19,7 +20,6 @@ from gradlint.analysis.shapes import (
     own_statements,
     test_names,
 )
-from gradlint.analysis.facts import LoopSite
 from gradlint.core import Location
 
 MANUAL = "<manual>"

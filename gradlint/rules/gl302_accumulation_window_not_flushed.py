@@ -9,7 +9,7 @@ from gradlint.rules.base import code, finding, loop_phrase, one_per_place
 RULE = Rule(
     code="GL302",
     name="accumulation-window-not-flushed",
-    summary="the trailing len(loader) % n micro-batches of an epoch are summed into the next epoch's first step",
+    summary="the last len(loader) % n micro-batches of an epoch are summed into the next epoch's first step",
     what_it_does=(
         "Finds a step taken every n micro-batches (`if (i + 1) % n == 0:`) in a loop over data that runs "
         "again (an epoch loop around it, or around the call of its function) when nothing flushes the "

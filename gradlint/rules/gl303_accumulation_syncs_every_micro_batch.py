@@ -9,7 +9,7 @@ from gradlint.rules.base import code, finding, loop_phrase, one_per_place
 RULE = Rule(
     code="GL303",
     name="accumulation-syncs-every-micro-batch",
-    summary="a DistributedDataParallel model accumulates gradients without no_sync(): every micro-batch all-reduces",
+    summary="a DDP model accumulates gradients without no_sync(): every micro-batch all-reduces",
     what_it_does=(
         "Finds gradient accumulation (several backward passes of a loop over data summed into one "
         "step) in a module that wraps its model in `DistributedDataParallel(...)` and never skips the "

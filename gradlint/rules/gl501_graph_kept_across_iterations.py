@@ -9,7 +9,7 @@ from gradlint.rules.base import code, finding, loop_phrase, one_per_place
 RULE = Rule(
     code="GL501",
     name="graph-kept-across-iterations",
-    summary="a loss (or model output) is accumulated without .item()/.detach(): every iteration's graph stays alive",
+    summary="a loss (or model output) accumulated without .item()/.detach(): every graph stays alive",
     what_it_does=(
         "Finds a tensor that still carries its autograd graph (the loss given to `backward()`, a model's "
         "output, or arithmetic on them) added into a variable that outlives the loop iteration: "

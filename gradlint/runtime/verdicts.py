@@ -297,9 +297,9 @@ def _synced_micro_batches(trace: Trace, script: _Script) -> list[Violation]:
         count, steps, all_lines = by_line.get(line, (0, 0, set()))
         by_line[line] = (count + len(wasted), steps + 1, all_lines | lines)
     found = []
-    for line, (wasted, steps, lines) in by_line.items():
+    for line, (synced, steps, lines) in by_line.items():
         evidence = (
-            f"{wasted} micro-batch backward passes all-reduced their gradients (DDP forward with gradient "
+            f"{synced} micro-batch backward passes all-reduced their gradients (DDP forward with gradient "
             f"sync on) before {steps} steps at line {line} that summed them: only the last of each needed it"
         )
         found.append(Violation("GL303", SYNCED, line, frozenset(lines), evidence))
@@ -329,8 +329,8 @@ def _oversized_windows(trace: Trace, script: _Script) -> list[Violation]:
             lines |= _where(script, step.sites, _backward_sites(trace, step.summed - step.stale))[1]
         evidence = (
             f"{len(oversized)} steps at line {line} summed more backward passes (up to "
-            f"{max(size for _, size in oversized)}) than the {window} that most of its {len(steps)} steps sum: "
-            f"the leftovers of an unfinished window joined the next one"
+            f"{max(size for _, size in oversized)}) than the {window} that most of its {len(steps)} steps "
+            f"sum: the leftovers of an unfinished window joined the next one"
         )
         found.append(Violation("GL302", OVERSIZED, line, frozenset(lines), evidence))
     return found
