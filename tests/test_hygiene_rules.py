@@ -52,6 +52,25 @@ for x, y in loader:
     c += float(loss)
     d += loss.data
 """,
+    "transformers *_no_trainer: detach().float() logging, train() at the top of each epoch": """
+for epoch in range(starting_epoch, num_train_epochs):
+    model.train()
+    total_loss = 0
+    for step, batch in enumerate(train_dataloader):
+        with accelerator.accumulate(model):
+            outputs = model(**batch)
+            loss = outputs.loss
+            total_loss += loss.detach().float()
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+    model.eval()
+    for step, batch in enumerate(eval_dataloader):
+        with torch.no_grad():
+            outputs = model(**batch)
+        predictions = outputs.logits.argmax(dim=-1)
+        metric.add_batch(predictions=predictions, references=batch["labels"])
+""",
     "a name re-bound to a number carries no graph any more": """
 total = 0.0
 for x, y in loader:

@@ -18,10 +18,21 @@ __all__ = ["analyse"]
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
     """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3)."""
     facts = interpret.analyse(tree, lines)
-    facts.graph_leaks |= find_graph_leaks(tree, list(lines))
-    facts.eval_during_training |= find_eval_during_training(tree, list(lines))
-    wraps, skips_sync = find_data_parallel(tree, list(lines))
-    facts.data_parallel |= wraps
-    facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
-    facts.unflushed |= find_unflushed_windows(tree, list(lines))
+    lines = list(lines)
+    text = "\n".join(lines)
+
+    def mentions(*words: str) -> bool:
+        """A cheap necessary condition: identifiers can be spelt otherwise only outside ASCII."""
+        return not text.isascii() or any(word in text for word in words)
+
+    if mentions("backward", "parameters", ".train", ".eval"):
+        facts.graph_leaks |= find_graph_leaks(tree, lines)
+    if mentions("backward") and mentions("eval", "train"):
+        facts.eval_during_training |= find_eval_during_training(tree, lines)
+    if mentions("DistributedDataParallel", "DDP"):
+        wraps, skips_sync = find_data_parallel(tree, lines)
+        facts.data_parallel |= wraps
+        facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
+    if mentions("%") and mentions("step"):
+        facts.unflushed |= find_unflushed_windows(tree, lines)
     return facts

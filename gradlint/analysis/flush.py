@@ -22,7 +22,7 @@ from gradlint.analysis.shapes import (
     draws_data,
     has_modulo,
     module_statements,
-    own_statements,
+    own_nodes,
 )
 
 END_WORDS = {"last", "end", "final", "remaining", "remainder", "flush"}
@@ -32,7 +32,7 @@ LoopNode = (ast.For, ast.AsyncFor)
 
 def find_unflushed_windows(tree: ast.Module, lines: list[str]) -> set[UnflushedWindow]:
     found: set[UnflushedWindow] = set()
-    repeated_calls = calls_inside_loops(tree)
+    repeated_calls: dict[str, bool] | None = None  # computed only if a window needs its callers
     bodies: list[tuple[str | None, list[ast.stmt]]] = [(None, module_statements(tree))]
     bodies += [(node.name, node.body) for node in ast.walk(tree) if isinstance(node, FunctionNode)]
     for name, body in bodies:
@@ -41,6 +41,8 @@ def find_unflushed_windows(tree: ast.Module, lines: list[str]) -> set[UnflushedW
             if step is None or flushed(step, loop) or resets(after) or resets(before):
                 continue
             if outer is None:
+                if repeated_calls is None:
+                    repeated_calls = calls_inside_loops(tree)
                 if name is None or name not in repeated_calls or repeated_calls[name]:
                     continue  # nothing runs the loop again, or the caller's epoch loop resets
                 repeat = None
@@ -125,20 +127,18 @@ def modulo_of(test: ast.expr) -> ast.expr:
 def steps(body: list[ast.stmt]) -> bool:
     return any(
         isinstance(n, ast.Call) and names.callee_name(n) == "step" and not is_scheduler_step(n)
-        for statement in own_statements(body)
-        for n in ast.walk(statement)
+        for n in own_nodes(body)
     )
 
 
 def resets(body: list[ast.stmt]) -> bool:
     """A step or a clear (`optimizer.step()`, `zero_grad()`, `p.grad = None`) somewhere in `body`."""
-    for statement in own_statements(body):
-        for node in ast.walk(statement):
-            if isinstance(node, ast.Call) and names.callee_name(node) in GRADIENT_RESETS:
-                if not is_scheduler_step(node):
-                    return True
-            if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Store):
+    for node in own_nodes(body):
+        if isinstance(node, ast.Call) and names.callee_name(node) in GRADIENT_RESETS:
+            if not is_scheduler_step(node):
                 return True
+        if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Store):
+            return True
     return False
 
 
@@ -148,10 +148,9 @@ def is_scheduler_step(call: ast.Call) -> bool:
 
 
 def first_backward(loop: ast.For | ast.AsyncFor) -> ast.Call | None:
-    for statement in own_statements(loop.body):
-        for node in ast.walk(statement):
-            if isinstance(node, ast.Call) and names.callee_name(node) in ("backward", "manual_backward"):
-                return node
+    for node in own_nodes(loop.body):
+        if isinstance(node, ast.Call) and names.callee_name(node) in ("backward", "manual_backward"):
+            return node
     return None
 
 
@@ -161,13 +160,13 @@ def calls_inside_loops(tree: ast.Module) -> dict[str, bool]:
     for loop in ast.walk(tree):
         if not isinstance(loop, (*LoopNode, ast.While)):
             continue
-        for statement in loop.body:
-            for node in ast.walk(statement):
+        resetting = [resets([statement]) for statement in loop.body]
+        for index, statement in enumerate(loop.body):
+            others_reset = any(r for i, r in enumerate(resetting) if i != index)
+            for node in own_nodes([statement]):
                 if isinstance(node, ast.Call):
-                    others = [s for s in loop.body if s is not statement]
-                    found[names.callee_name(node)] = found.get(names.callee_name(node), False) or resets(
-                        others
-                    )
+                    callee = names.callee_name(node)
+                    found[callee] = found.get(callee, False) or others_reset
     return found
 
 
@@ -175,8 +174,7 @@ def site_of(node: ast.AST, lines: list[str]) -> Site:
     if isinstance(node, ast.If):
         step = next(
             n
-            for statement in own_statements(node.body)
-            for n in ast.walk(statement)
+            for n in own_nodes(node.body)
             if isinstance(n, ast.Call) and names.callee_name(n) == "step" and not is_scheduler_step(n)
         )
         return Site(location_of(step, lines), names.segment(lines, step))

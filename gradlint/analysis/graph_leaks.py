@@ -26,6 +26,7 @@ from gradlint.analysis.shapes import (
     draws_data,
     keyword,
     module_statements,
+    own_nodes,
     own_statements,
     root_name,
 )
@@ -60,18 +61,66 @@ State = dict  # name -> Carried, or None for a name known to hold no graph (comp
 
 
 def find_graph_leaks(tree: ast.Module, lines: list[str]) -> set[GraphLeak]:
-    models = known_models(tree)
-    with_grad = called_with_grad(tree)
-    leaks = FunctionLeaks(module_statements(tree), lines, models).run()
-    for node in ast.walk(tree):
-        if isinstance(node, FunctionNode) and not runs_without_grad(node):
+    module = ModuleShape.of(tree)
+    if not module.backpropagating and not module.models:
+        return set()
+    leaks: set[GraphLeak] = set()
+    with_grad: set[str] | None = None
+    for function in module.looping:
+        if function is None:
+            body, forwards = module_statements(tree), module.models
+        elif runs_without_grad(function):
+            continue
+        elif function in module.backpropagating:
+            body, forwards = function.body, module.models
+        else:
             # a forward pass records a graph only if grad mode is on, which the callers decide
-            forwards = models if node.name in with_grad or has_backward(node.body) else set()
-            leaks |= FunctionLeaks(node.body, lines, forwards).run()
+            if with_grad is None:
+                with_grad = called_with_grad(tree, module.backpropagating)
+            body, forwards = function.body, module.models if function.name in with_grad else set()
+        leaks |= FunctionLeaks(body, lines, forwards).run()
     return leaks
 
 
-def called_with_grad(tree: ast.Module) -> set[str]:
+@dataclass
+class ModuleShape:
+    """One walk over the module: what each function holds that this analysis needs."""
+
+    models: set[str]
+    backpropagating: set[ast.AST | None]  # functions with a backward pass of their own (None: the module)
+    looping: list[ast.FunctionDef | ast.AsyncFunctionDef | None]  # bodies with a loop of their own
+
+    @classmethod
+    def of(cls, tree: ast.Module) -> ModuleShape:
+        shape = cls(set(), set(), [])
+        looping: dict[ast.AST | None, None] = {}
+        pending: list[tuple[ast.AST, ast.FunctionDef | ast.AsyncFunctionDef | None]] = [(tree, None)]
+        while pending:
+            node, owner = pending.pop()
+            for child in ast.iter_child_nodes(node):
+                child_owner = child if isinstance(child, FunctionNode) else owner
+                if isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
+                    looping[owner] = None
+                elif isinstance(child, ast.Call):
+                    shape.read_call(child, owner)
+                pending.append((child, child_owner))
+        shape.looping = list(looping)  # type: ignore[arg-type]
+        return shape
+
+    def read_call(self, call: ast.Call, owner: ast.AST | None) -> None:
+        if names.callee_name(call) in BACKWARDS:
+            self.backpropagating.add(owner)
+        if not isinstance(call.func, ast.Attribute):
+            return
+        path = names.path_of(call.func.value)
+        if path is None or path == "self":
+            return
+        # a path whose call is a forward pass: an optimizer gets its parameters, or its mode is set
+        if (call.func.attr in MODE_METHODS and not call.args) or call.func.attr == "parameters":
+            self.models.add(path)
+
+
+def called_with_grad(tree: ast.Module, backpropagating: set[ast.AST | None]) -> set[str]:
     """Functions of the module called only where grad mode is surely on: outside `no_grad()`, from
     the module body or from a function that itself runs a backward pass."""
     on: set[str] = set()
@@ -82,37 +131,13 @@ def called_with_grad(tree: ast.Module) -> set[str]:
         for child in ast.iter_child_nodes(node):
             child_enabled = enabled
             if isinstance(child, FunctionNode):
-                child_enabled = has_backward(child.body) and not runs_without_grad(child)
+                child_enabled = child in backpropagating and not runs_without_grad(child)
             elif isinstance(child, (ast.With, ast.AsyncWith)) and any(disables_grad(i) for i in child.items):
                 child_enabled = False
             elif isinstance(child, ast.Call):
                 (on if enabled else unsure).add(names.callee_name(child))
             pending.append((child, child_enabled))
     return on - unsure
-
-
-def has_backward(body: list[ast.stmt]) -> bool:
-    return any(
-        isinstance(node, ast.Call) and names.callee_name(node) in BACKWARDS
-        for statement in own_statements(body)
-        for node in ast.walk(statement)
-    )
-
-
-def known_models(tree: ast.Module) -> set[str]:
-    """Paths whose call is a forward pass: an optimizer gets their parameters, or their mode is set."""
-    models: set[str] = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
-            continue
-        owner = names.path_of(node.func.value)
-        if owner is None:
-            continue
-        if node.func.attr in MODE_METHODS and not node.args and owner != "self":
-            models.add(owner)
-        elif node.func.attr == "parameters" and owner != "self":
-            models.add(owner)
-    return models
 
 
 def runs_without_grad(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
@@ -144,15 +169,21 @@ class FunctionLeaks:
         self.body = body
         self.lines = lines
         self.models = models
-        self.backwards = dict(backward_losses(body, lines))  # loss name -> its backward's site
-        self.backpropagated = names_reaching(body, returned=False)
-        self.returned = names_reaching(body, returned=True)
         self.leaks: set[GraphLeak] = set()
+        self._reaching: dict[bool, set[str]] = {}
 
     def run(self) -> set[GraphLeak]:
+        if not any(isinstance(node, (ast.For, ast.AsyncFor, ast.While)) for node in own_nodes(self.body)):
+            return self.leaks  # nothing outlives an iteration without a loop
+        self.backwards = dict(backward_losses(self.body, self.lines))  # loss name -> its backward
         if self.backwards or self.models:
             self.block(self.body, {}, loops=(), no_grad=False)
         return self.leaks
+
+    def reaching(self, returned: bool) -> set[str]:
+        if returned not in self._reaching:
+            self._reaching[returned] = names_reaching(self.body, returned)
+        return self._reaching[returned]
 
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
@@ -240,9 +271,9 @@ class FunctionLeaks:
             return
         root = path.split(".", 1)[0].split("[", 1)[0]
         loop = loops[-1]
-        if root in self.backpropagated or rebound_every_iteration(loop, path, root):
+        if root in self.reaching(returned=False) or rebound_every_iteration(loop, path, root):
             return  # summed to be backpropagated together, or started over on every iteration
-        if root in self.returned and not draws_data(loop):
+        if root in self.reaching(returned=True) and not draws_data(loop):
             return  # `for head in heads: total += ...; return total`: one loss for the caller
         self.leaks.add(
             GraphLeak(
@@ -302,15 +333,14 @@ class FunctionLeaks:
 
 def backward_losses(body: list[ast.stmt], lines: list[str]) -> Iterator[tuple[str, Carried]]:
     """The names whose value reaches `backward()` in this body: they hold the loss's graph."""
-    for statement in own_statements(body):
-        for node in ast.walk(statement):
-            if not isinstance(node, ast.Call) or names.callee_name(node) not in BACKWARDS:
-                continue
-            loss = backward_argument(node)
-            name = root_name(loss) if loss is not None else None
-            if name is not None:
-                site = Site(location_of(node, lines), names.segment(lines, node))
-                yield name, Carried(site, f"`{name}` (backpropagated at line {site.location.line})")
+    for node in own_nodes(body):
+        if not isinstance(node, ast.Call) or names.callee_name(node) not in BACKWARDS:
+            continue
+        loss = backward_argument(node)
+        name = root_name(loss) if loss is not None else None
+        if name is not None:
+            site = Site(location_of(node, lines), names.segment(lines, node))
+            yield name, Carried(site, f"`{name}` (backpropagated at line {site.location.line})")
 
 
 def backward_argument(call: ast.Call) -> ast.expr | None:
@@ -340,12 +370,11 @@ def is_tensor_receiver(node: ast.expr) -> bool:
 def names_reaching(body: list[ast.stmt], returned: bool) -> set[str]:
     """Names a backward pass (or a `return`) uses, directly or through assignments."""
     used: set[str] = set()
-    for statement in own_statements(body):
-        if returned and isinstance(statement, ast.Return) and statement.value is not None:
-            used |= {n.id for n in ast.walk(statement.value) if isinstance(n, ast.Name)}
-        for node in ast.walk(statement):
-            if not returned and isinstance(node, ast.Call) and names.callee_name(node) in BACKWARDS:
-                used |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    for node in own_nodes(body):
+        if returned and isinstance(node, ast.Return) and node.value is not None:
+            used |= {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
+        if not returned and isinstance(node, ast.Call) and names.callee_name(node) in BACKWARDS:
+            used |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
     assignments = [
         s for s in own_statements(body) if isinstance(s, (ast.Assign, ast.AugAssign, ast.AnnAssign))
     ]

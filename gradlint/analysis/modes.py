@@ -23,7 +23,7 @@ from gradlint.analysis.shapes import (
     FunctionNode,
     assigned_names,
     module_statements,
-    own_statements,
+    own_nodes,
     parameters,
 )
 
@@ -116,9 +116,7 @@ class ModeAnalysis:
         calls: dict[ast.FunctionDef | ast.AsyncFunctionDef, set[str]] = {}
         for group in self.functions.values():
             for function in group:
-                found = [
-                    n for s in own_statements(function.body) for n in ast.walk(s) if isinstance(n, ast.Call)
-                ]
+                found = [n for n in own_nodes(function.body) if isinstance(n, ast.Call)]
                 calls[function] = {names.callee_name(c) for c in found}
                 if any(
                     mode_call(c) or names.callee_name(c) in ("backward", "manual_backward") for c in found
