@@ -377,6 +377,15 @@ while True:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 """,
+    "one step after a whole pass over the loader is not micro-batching": """
+model = DDP(net)
+optimizer = torch.optim.AdamW(model.parameters())
+for epoch in range(3):
+    for batch in loader:
+        loss_fn(model(batch)).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+""",
     "accumulation without DDP": """
 optimizer = torch.optim.AdamW(model.parameters())
 for step, batch in enumerate(loader):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gradlint.analysis import names
 from gradlint.analysis.facts import Accumulation, DataParallelWrap, Facts
 from gradlint.core import Finding, Rule
 from gradlint.rules.base import code, finding, loop_phrase, one_per_place
@@ -11,8 +12,8 @@ RULE = Rule(
     name="accumulation-syncs-every-micro-batch",
     summary="a DDP model accumulates gradients without no_sync(): every micro-batch all-reduces",
     what_it_does=(
-        "Finds gradient accumulation (several backward passes of a loop over data summed into one "
-        "step) in a module that wraps its model in `DistributedDataParallel(...)` and never skips the "
+        "Finds gradient accumulation over micro-batches (a step every n backward passes, `% n`, or an "
+        "inner loop over the accumulation count) in a module that wraps its model in `DistributedDataParallel(...)` and never skips the "
         "gradient sync: no `model.no_sync()`, no accelerate `accumulate()`. Not reported when anything "
         "in the module uses `no_sync()` (which model it covers is not told apart), nor for DeepSpeed "
         "engines, which sync on their own schedule."
@@ -82,7 +83,13 @@ def check(facts: Facts) -> list[Finding]:
     if facts.skips_gradient_sync or not facts.data_parallel:
         return []
     wrap = min(facts.data_parallel, key=lambda w: w.site.location)
-    return one_per_place(report(accumulation, wrap) for accumulation in facts.accumulations)
+    return one_per_place(report(a, wrap) for a in facts.accumulations if counts_micro_batches(a))
+
+
+def counts_micro_batches(accumulation: Accumulation) -> bool:
+    """Accumulation on purpose: a counter (`% n`), or a loop whose bound or iterable names the count.
+    One step after a whole pass over the loader is left to GL301: with DDP it is rarely meant."""
+    return bool(accumulation.count) or bool(names.words(accumulation.loop.header) & names.ACCUMULATION_WORDS)
 
 
 def report(accumulation: Accumulation, wrap: DataParallelWrap) -> Finding:
