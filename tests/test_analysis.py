@@ -298,9 +298,9 @@ def closure():
 
 initial = closure()
 for epoch in range(epochs):
+    optimizer.step(closure)
     for scheduler in schedulers:
         scheduler.step(closure())
-    optimizer.step(closure)
 """,
     "two functions' optimizers of one name are two optimizers": """
 def train_baseline():

@@ -43,6 +43,8 @@ def patched_functions() -> dict[str, object]:
         },
         "pre hooks": dict(optimizer_module._global_optimizer_pre_hooks),
         "post hooks": dict(optimizer_module._global_optimizer_post_hooks),
+        "Module.train": torch.nn.Module.__dict__["train"],
+        "forward pre hooks": dict(torch.nn.modules.module._global_forward_pre_hooks),
     }
 
 
@@ -488,3 +490,49 @@ def test_clipping_before_unscale_is_on_scaled_gradients() -> None:
             scaler.update()
     assert [clip.scaled_by_amp for clip in tracer.trace.clips] == [True, False]
     assert len(tracer.trace.steps) == 2
+
+
+def test_graphs_held_across_iterations_are_counted_and_released_ones_are_not() -> None:
+    model, _ = model_and_optimizer()
+    with Tracer() as tracer:
+        total = 0.0
+        for _ in range(6):
+            loss = model(torch.randn(4, 3)).pow(2).mean()
+            loss.backward()
+            total = total + loss  # holds every iteration's graph
+    [kept] = tracer.trace.kept_graphs.values()
+    assert (kept.alive, kept.backwards) == (5, 6)
+    with Tracer() as tracer:
+        logged = 0.0
+        for _ in range(6):
+            loss = model(torch.randn(4, 3)).pow(2).mean()
+            loss.backward()
+            logged += loss.item()
+    [kept] = tracer.trace.kept_graphs.values()
+    assert (kept.alive, kept.backwards) == (0, 6)
+
+
+def test_backward_passes_in_eval_mode_after_train_mode_are_recorded_with_the_eval_line() -> None:
+    model, optimizer = model_and_optimizer()
+    with Tracer() as tracer:
+        backward(model)
+        optimizer.step()
+        eval_line = sys._getframe().f_lineno + 1
+        model.eval()
+        backward(model)
+        backward(model)
+        model.train()
+        backward(model)
+    records = list(tracer.trace.eval_mode_backwards.values())
+    assert [r.backward for r in records] == [2, 3] and tracer.trace.train_mode_backwards == 2
+    assert records[0].module == "Linear" and records[0].mode_sites[0].line == eval_line
+
+
+def test_a_module_frozen_in_eval_mode_from_the_start_is_not_training_in_eval_mode() -> None:
+    model, optimizer = model_and_optimizer()
+    model.eval()
+    with Tracer() as tracer:
+        for _ in range(3):
+            backward(model)
+            optimizer.step()
+    assert tracer.trace.eval_mode_backwards == {} and tracer.trace.train_mode_backwards == 0

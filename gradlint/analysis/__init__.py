@@ -1,5 +1,38 @@
 """Static analysis: source -> gradient events -> per-function flow -> facts the rules read."""
 
-from gradlint.analysis.interpret import analyse
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+
+from gradlint.analysis import interpret
+from gradlint.analysis.data_parallel import find_data_parallel
+from gradlint.analysis.facts import Facts
+from gradlint.analysis.flush import find_unflushed_windows
+from gradlint.analysis.graph_leaks import find_graph_leaks
+from gradlint.analysis.modes import find_eval_during_training
 
 __all__ = ["analyse"]
+
+
+def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
+    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3)."""
+    facts = interpret.analyse(tree, lines)
+    lines = list(lines)
+    text = "\n".join(lines)
+
+    def mentions(*words: str) -> bool:
+        """A cheap necessary condition: identifiers can be spelt otherwise only outside ASCII."""
+        return not text.isascii() or any(word in text for word in words)
+
+    if mentions("backward("):
+        facts.graph_leaks |= find_graph_leaks(tree, lines)
+    if mentions("backward") and mentions("eval", "train"):
+        facts.eval_during_training |= find_eval_during_training(tree, lines)
+    if mentions("DistributedDataParallel", "DDP"):
+        wraps, skips_sync = find_data_parallel(tree, lines)
+        facts.data_parallel |= wraps
+        facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
+    if mentions("%") and mentions("step"):
+        facts.unflushed |= find_unflushed_windows(tree, lines)
+    return facts

@@ -137,3 +137,62 @@ class Facts:
     scaler_not_updated: set[ScalerNotUpdated] = field(default_factory=set)
     clip_scaled: set[ClipOnScaledGradients] = field(default_factory=set)
     clip_after_step: set[ClipAfterStep] = field(default_factory=set)
+    graph_leaks: set[GraphLeak] = field(default_factory=set)
+    eval_during_training: set[EvalDuringTraining] = field(default_factory=set)
+    accumulations: set[Accumulation] = field(default_factory=set)
+    data_parallel: set[DataParallelWrap] = field(default_factory=set)
+    skips_gradient_sync: bool = False  # no_sync(), accelerate's accumulate(): syncs only when stepping
+    unflushed: set[UnflushedWindow] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class GraphLeak:
+    """A tensor that holds an autograd graph is added into a variable that outlives the iteration."""
+
+    accumulation: Site  # `total += loss`
+    accumulator: str  # `total`
+    origin: Site  # the backward (or forward pass) whose graph is kept
+    what: str
+    loop: LoopSite
+
+
+@dataclass(frozen=True)
+class EvalDuringTraining:
+    """A backward pass trains a model still in the eval mode an earlier iteration of a loop set."""
+
+    model: str
+    eval_site: Site  # `model.eval()`
+    backward: Site
+    loop: LoopSite  # the loop whose next iteration trains in eval mode
+    train: Site | None  # a `model.train()` that exists, but does not run between the two
+    train_in_loop: bool
+
+
+@dataclass(frozen=True)
+class Accumulation:
+    """A step applied gradients summed over several backward passes of a loop over data (scaled or not)."""
+
+    optimizer: str
+    backward: Site
+    step: Site
+    loop: LoopSite
+    count: str
+
+
+@dataclass(frozen=True)
+class DataParallelWrap:
+    """`DistributedDataParallel(model)`: every backward pass all-reduces, unless under `no_sync()`."""
+
+    site: Site
+    model: str  # what the wrapper is assigned to ("" when it is not)
+
+
+@dataclass(frozen=True)
+class UnflushedWindow:
+    """A step every n micro-batches, and nothing steps or clears the leftovers when the loop ends."""
+
+    step: Site
+    backward: Site
+    loop: LoopSite
+    repeat: LoopSite | None  # the loop that runs it again (None: around the call of its function)
+    count: str

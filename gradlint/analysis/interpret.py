@@ -16,6 +16,7 @@ from typing import NamedTuple
 from gradlint.analysis import names
 from gradlint.analysis.build import FunctionBuilder
 from gradlint.analysis.facts import (
+    Accumulation,
     DiscardedGradients,
     Facts,
     LoopSite,
@@ -248,6 +249,7 @@ class RootInterpreter(OrderInterpreter):
         target.scaler_not_updated |= self.facts.scaler_not_updated
         target.clip_scaled |= self.facts.clip_scaled
         target.clip_after_step |= self.facts.clip_after_step
+        target.accumulations |= self.facts.accumulations
 
     def interpret_root(self) -> None:
         function = self.function
@@ -587,6 +589,8 @@ class RootInterpreter(OrderInterpreter):
                 self.stale(event, display, key, value, frame)
             elif value.pending == MANY and value.repeat_loop is not None and not value.grads_scaled:
                 self.unscaled(event, display, value, frame)
+            if not value.applied and value.pending == MANY and value.repeat_loop is not None:
+                self.accumulated(event, display, value)
             for clear, backward, went_round in value.discarded:
                 if starves_accumulation(went_round, event, frame):
                     self.facts.discarded.add(
@@ -637,6 +641,18 @@ class RootInterpreter(OrderInterpreter):
             self.facts.unscaled.add(
                 UnscaledAccumulation(display, backward.site, event.site, loop.site, count)
             )
+
+    def accumulated(self, event: Event, display: str, value: Grad) -> None:
+        """Every accumulation window over data, scaled or not (GL303 asks how each micro-batch syncs)."""
+        loop = value.repeat_loop
+        assert loop is not None  # apply_step() asks only for a value some loop repeated
+        if not (loop.draws_data or loop.count or is_accumulation_guard(event.guard)):
+            return
+        count = modulo_divisor(event.guard) or loop.count or ""
+        for backward in value.backwards:
+            if backward.retain_graph or backward.target == "engine" or not computes_loss_in(backward, loop):
+                continue
+            self.facts.accumulations.add(Accumulation(display, backward.site, event.site, loop.site, count))
 
     def clear(self, event: Event, state: State, frame: Frame) -> State:
         if event.target in ("optimizer", "maybe_optimizer") and frame.gated:

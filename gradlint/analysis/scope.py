@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from gradlint.analysis import names
+from gradlint.analysis.facts import LoopSite
 from gradlint.analysis.shapes import (
     TEST_KEY,
     FunctionNode,
@@ -258,3 +259,11 @@ def char_column(lines: list[str], line: int, byte_offset: int) -> int:
     if text.isascii():
         return byte_offset
     return len(text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore"))
+
+
+def loop_site(loop: ast.For | ast.AsyncFor | ast.While, lines: list[str]) -> LoopSite:
+    """How a loop is named in messages: `for x, y in loader` (line 3)."""
+    if isinstance(loop, ast.While):
+        return LoopSite(location_of(loop, lines), f"while {names.segment(lines, loop.test)}", "")
+    target = names.segment(lines, loop.target)
+    return LoopSite(location_of(loop, lines), f"for {target} in {names.segment(lines, loop.iter)}", target)

@@ -270,3 +270,14 @@ def is_accumulation_guard(guard: ast.expr | None) -> bool:
         return False
     has_modulo = any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in ast.walk(guard))
     return has_modulo or names.has_word(guard, names.ACCUMULATION_WORDS)
+
+
+def own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """Every node of a body once, nested functions and classes excluded (lambdas included)."""
+    pending: list[ast.AST] = list(reversed(body))
+    while pending:
+        node = pending.pop()
+        yield node
+        if isinstance(node, (*FunctionNode, ast.ClassDef)):
+            continue
+        pending.extend(reversed(list(ast.iter_child_nodes(node))))

@@ -13,9 +13,13 @@ from gradlint.rules import (
     gl202_scheduler_before_optimizer_step,
     gl203_step_before_backward,
     gl301_accumulation_not_scaled,
+    gl302_accumulation_window_not_flushed,
+    gl303_accumulation_syncs_every_micro_batch,
     gl401_step_bypasses_grad_scaler,
     gl402_grad_scaler_never_updated,
     gl403_clip_on_scaled_gradients,
+    gl501_graph_kept_across_iterations,
+    gl502_training_in_eval_mode,
     gl503_clip_after_step,
 )
 
@@ -27,9 +31,13 @@ ALL_RULES: tuple[ModuleType, ...] = (
     gl202_scheduler_before_optimizer_step,
     gl203_step_before_backward,
     gl301_accumulation_not_scaled,
+    gl302_accumulation_window_not_flushed,
+    gl303_accumulation_syncs_every_micro_batch,
     gl401_step_bypasses_grad_scaler,
     gl402_grad_scaler_never_updated,
     gl403_clip_on_scaled_gradients,
+    gl501_graph_kept_across_iterations,
+    gl502_training_in_eval_mode,
     gl503_clip_after_step,
 )
 RULES_BY_CODE = {rule.RULE.code: rule for rule in ALL_RULES}

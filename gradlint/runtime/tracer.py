@@ -15,6 +15,7 @@ import itertools
 import os
 import sys
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
@@ -30,6 +31,7 @@ _STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
 MAX_STACK = 32
 MANUAL = 0  # the optimizer serial of manual updates (`p -= lr * p.grad`, no optimizer object)
 MAX_GRAPH_NODES = 10_000
+MAX_GRAPH_TAGS = 64  # per backward line: enough to see graphs pile up, bounded when they do
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,29 @@ class AmpRecord:
 
 
 @dataclass
+class KeptGraphsRecord:
+    """Graphs of earlier backward passes of one line still alive when that line ran again."""
+
+    sites: tuple[Site, ...]
+    alive: int  # the most earlier graphs of this line alive at one of its backward passes
+    backwards: int  # backward passes of this line so far
+
+
+@dataclass
+class EvalModeRecord:
+    """A backward pass reached parameters whose module ran its forward in eval mode, after earlier
+    passes had trained it in train mode."""
+
+    backward: int
+    module: str  # class name
+    mode_sites: tuple[Site, ...]  # where `.eval()` / `.train(False)` put it in eval mode
+
+
+class _GraphTag:
+    """Stored in a graph's root node metadata: it dies when the graph is freed (nodes have no weakref)."""
+
+
+@dataclass
 class Trace:
     backwards: dict[int, BackwardRecord] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)
@@ -129,6 +154,11 @@ class Trace:
     touched: set[int] = field(default_factory=set)  # backward passes that reached an optimizer's params
     touched_manual: set[int] = field(default_factory=set)  # ... or only manually updated leaves
     devices: set[str] = field(default_factory=set)  # device types of the parameters followed
+    kept_graphs: dict[tuple[Site, ...], KeptGraphsRecord] = field(default_factory=dict)  # by backward line
+    eval_mode_backwards: dict[int, EvalModeRecord] = field(default_factory=dict)  # by backward id
+    train_mode_backwards: int = 0  # backward passes that trained a module in train mode
+    # backward id -> whether the DistributedDataParallel forward before it had gradient sync on
+    ddp_synced: dict[int, bool] = field(default_factory=dict)
 
     def steps_of(self, optimizer: int) -> list[StepRecord]:
         return [step for step in self.steps if step.optimizer == optimizer]
@@ -143,6 +173,9 @@ class _ParamState:
     version: int = -1
     modified: bool = False
     param_version: int = 0  # for manual updates: `p -= lr * p.grad` bumps it
+    forward_module: Any = None  # the module that owns it, and its mode, at its last forward pass
+    forward_training: bool | None = None
+    trained_in_train_mode: bool = False
 
     def remember_grad(self) -> None:
         grad = self.param.grad
@@ -240,6 +273,13 @@ class Tracer:
         self._scheduler_depth = 0  # inside a scheduler step: nested steps are part of it
         self._clearing = 0
         self._walked_sites: set[Site | None] = set()
+        self._graph_tags: dict[tuple[Site, ...], list[weakref.ref[_GraphTag]]] = {}
+        # id(module) -> where eval mode was set, and the class of the module it was set on
+        self._mode_sites: dict[int, tuple[tuple[Site, ...], str]] = {}
+        self._mode_depth = 0
+        self._last_train_mode_backward: int | None = None
+        self._ddp_sync: bool | None = None  # the last DDP forward's require_backward_grad_sync
+        self._ddp_class = getattr(torch.nn.parallel, "DistributedDataParallel", None)
         self.active = False
 
     # -- entering and leaving ------------------------------------------------------------------
@@ -271,6 +311,9 @@ class Tracer:
         self._patch(torch.optim.Optimizer, "__init__", self._wrap_optimizer_init)
         self._patch(torch.optim.Optimizer, "zero_grad", self._wrap_optimizer_zero_grad)
         self._patch(torch.nn.Module, "zero_grad", self._wrap_module_zero_grad)
+        self._patch(torch.nn.Module, "train", self._wrap_module_train)
+        forward = torch.nn.modules.module.register_module_forward_pre_hook(_disable(self._forward_pre_hook))
+        self._undo.append(forward.remove)
         scaler = getattr(getattr(torch, "amp", None), "GradScaler", None)
         if scaler is not None:
             self._patch(scaler, "scale", self._wrap_scaler_scale)
@@ -364,6 +407,7 @@ class Tracer:
         def hook(param: torch.Tensor) -> None:
             backward = self._current_backward or self._start_implicit_backward()
             state.ids.add(backward)
+            self._note_mode(state, backward)
             (self.trace.touched_manual if state.owners == {MANUAL} else self.trace.touched).add(backward)
             state.remember_grad()
 
@@ -533,12 +577,79 @@ class Tracer:
             )
             if self._amp_scales and carries_amp_scale(loss, self._amp_scales):
                 self.trace.backwards[self._current_backward].amp = True
+            self._count_kept_graphs(loss, sites)
+            if self._ddp_sync is not None:
+                self.trace.ddp_synced[self._current_backward] = self._ddp_sync
+                self._ddp_sync = None
             try:
                 return original(*args, **kwargs)
             finally:
                 self._current_backward = outer
 
         return backward
+
+    def _count_kept_graphs(self, loss: Any, sites: tuple[Site, ...]) -> None:
+        """Tag this loss's graph, and count the earlier graphs of this line that are still alive.
+
+        A loop re-binds `loss` before its next backward, freeing the last graph; graphs that
+        survive that are held by something outside the iteration (`total += loss`)."""
+        root = getattr(loss, "grad_fn", None)
+        if root is None:
+            return
+        tags = self._graph_tags.setdefault(sites, [])
+        alive = [tag for tag in tags if tag() is not None]
+        try:
+            tag = _GraphTag()
+            root.metadata["gradlint"] = tag
+        except (AttributeError, RuntimeError, TypeError):
+            return
+        record = self.trace.kept_graphs.get(sites)
+        if record is None:
+            record = self.trace.kept_graphs[sites] = KeptGraphsRecord(sites, 0, 0)
+        record.alive = max(record.alive, len(alive))
+        record.backwards += 1
+        alive.append(weakref.ref(tag))
+        self._graph_tags[sites] = alive[-MAX_GRAPH_TAGS:]
+
+    def _forward_pre_hook(self, module: Any, args: Any) -> None:
+        """Remember each followed parameter's module mode when the module runs its forward pass,
+        and whether a DistributedDataParallel forward will all-reduce in the next backward."""
+        if self._ddp_class is not None and isinstance(module, self._ddp_class):
+            self._ddp_sync = bool(getattr(module, "require_backward_grad_sync", True))
+        for param in module._parameters.values():
+            state = self._params.get(id(param)) if param is not None else None
+            if state is not None and state.param is param:
+                state.forward_module = module
+                state.forward_training = module.training
+
+    def _note_mode(self, state: _ParamState, backward: int) -> None:
+        if state.forward_training is None:
+            return
+        if state.forward_training:
+            state.trained_in_train_mode = True
+            if self._last_train_mode_backward != backward:
+                self._last_train_mode_backward = backward
+                self.trace.train_mode_backwards += 1
+        elif state.trained_in_train_mode and backward not in self.trace.eval_mode_backwards:
+            module = state.forward_module
+            sites, owner = self._mode_sites.get(id(module), ((), type(module).__name__))
+            self.trace.eval_mode_backwards[backward] = EvalModeRecord(backward, owner, sites)
+
+    def _wrap_module_train(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def train(module: Any, mode: bool = True) -> Any:
+            if self._mode_depth or not self.active:  # the recursion into children
+                return original(module, mode)
+            self._mode_depth += 1
+            try:
+                if not mode:
+                    where = (user_sites(sys._getframe(1)), type(module).__name__)
+                    for sub in module.modules():
+                        self._mode_sites[id(sub)] = where
+                return original(module, mode)
+            finally:
+                self._mode_depth -= 1
+
+        return train
 
     def _wrap_optimizer_init(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def __init__(optimizer: Any, *args: Any, **kwargs: Any) -> None:

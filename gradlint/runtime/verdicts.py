@@ -20,6 +20,7 @@ from gradlint.runtime.tracer import (
     BackwardRecord,
     ClearRecord,
     ClipRecord,
+    EvalModeRecord,
     SchedulerRecord,
     Site,
     StepRecord,
@@ -54,6 +55,14 @@ KIND_OF_CODE = {
     "GL403": SCALED_CLIP,
     "GL503": LATE_CLIP,
 }
+KEPT = "graphs kept"  # graphs of earlier backward passes of a line outlive the next ones
+EVAL_MODE = "eval mode"  # a backward trains a module whose forward ran in eval mode, after train mode
+SYNCED = "synced micro-batches"  # DDP all-reduced micro-batches a later one's step summed
+OVERSIZED = "oversized window"  # a step sums more backward passes than its line's window
+KIND_OF_CODE.update({"GL501": KEPT, "GL502": EVAL_MODE, "GL303": SYNCED, "GL302": OVERSIZED})
+# Earlier graphs of one backward line alive at once. A few are held on purpose (a `prev_loss` kept
+# for a comparison; LBFGS keeps its closure's first and last loss); a leak keeps one per iteration.
+KEPT_GRAPHS = 4
 
 # A step summing k backward passes is "scaled" when their scale factors add up to about one mean.
 UNSCALED_SUM = 1.5
@@ -105,6 +114,10 @@ def violations(trace: Trace, path: str) -> list[Violation]:
         *_scaled_steps(trace, script),
         *_scalers_not_updated(trace, script),
         *_clips(trace, script),
+        *_kept_graphs(trace, script),
+        *_eval_mode_backwards(trace, script),
+        *_synced_micro_batches(trace, script),
+        *_oversized_windows(trace, script),
     ]
     return sorted(found, key=lambda v: (v.line, v.code))
 
@@ -397,6 +410,90 @@ def _clips(trace: Trace, script: _Script) -> list[Violation]:
         kind, what = CLIP_KINDS[code]
         lines = frozenset(script.lines([site for clip in clips for site in clip.sites]))
         found.append(Violation(code, kind, line, lines, f"{len(clips)} clips at line {line} ran on {what}"))
+    return found
+
+
+def _kept_graphs(trace: Trace, script: _Script) -> list[Violation]:
+    found = []
+    for record in trace.kept_graphs.values():
+        line, lines = _where(script, record.sites)
+        if record.alive < KEPT_GRAPHS or not line:
+            continue
+        evidence = (
+            f"{record.alive} graphs of earlier backward passes at line {line} were still alive when it "
+            f"ran again (of {record.backwards} passes): something outside the iteration holds them"
+        )
+        found.append(Violation("GL501", KEPT, line, frozenset(lines), evidence))
+    return found
+
+
+def _eval_mode_backwards(trace: Trace, script: _Script) -> list[Violation]:
+    by_line: dict[int, tuple[list[EvalModeRecord], set[int]]] = {}
+    for record in trace.eval_mode_backwards.values():
+        line, lines = _where(script, record.mode_sites, trace.backwards[record.backward].sites)
+        records, all_lines = by_line.setdefault(line, ([], set()))
+        records.append(record)
+        all_lines.update(lines)
+    found = []
+    for line, (records, lines) in by_line.items():
+        backward_lines = script.lines(_backward_sites(trace, {r.backward for r in records}))
+        evidence = (
+            f"{len(records)} backward passes (from {_describe_lines(backward_lines[:1])}) trained "
+            f"`{records[0].module}` in eval mode, set at {_describe_lines([line] if line else [])}, after "
+            f"{trace.train_mode_backwards} passes in train mode"
+        )
+        found.append(Violation("GL502", EVAL_MODE, line, frozenset(lines), evidence))
+    return found
+
+
+def _synced_micro_batches(trace: Trace, script: _Script) -> list[Violation]:
+    """Steps summing several DDP backward passes, where those before the last all-reduced too."""
+    by_line: dict[int, tuple[int, int, set[int]]] = {}
+    for step in trace.steps:
+        fresh = sorted(b for b in step.summed - step.stale if b in trace.ddp_synced)
+        wasted = [b for b in fresh[:-1] if trace.ddp_synced[b]]
+        if not wasted:
+            continue
+        line, lines = _where(script, step.sites, _backward_sites(trace, set(fresh)))
+        count, steps, all_lines = by_line.get(line, (0, 0, set()))
+        by_line[line] = (count + len(wasted), steps + 1, all_lines | lines)
+    found = []
+    for line, (synced, steps, lines) in by_line.items():
+        evidence = (
+            f"{synced} micro-batch backward passes all-reduced their gradients (DDP forward with gradient "
+            f"sync on) before {steps} steps at line {line} that summed them: only the last of each needed it"
+        )
+        found.append(Violation("GL303", SYNCED, line, frozenset(lines), evidence))
+    return found
+
+
+def _oversized_windows(trace: Trace, script: _Script) -> list[Violation]:
+    """Steps of one line that sum more fresh backward passes than most of its steps (the window):
+    the leftovers of an unfinished window joined the next one."""
+    by_line: dict[int, list[tuple[StepRecord, int]]] = {}
+    for step in trace.steps:
+        if step.closure:
+            continue
+        line, _ = _where(script, step.sites)
+        by_line.setdefault(line, []).append((step, len(step.summed - step.stale)))
+    found = []
+    for line, steps in by_line.items():
+        sizes = [size for _, size in steps if size > 1]
+        if not sizes:
+            continue
+        window = max(set(sizes), key=lambda size: (sizes.count(size), -size))
+        oversized = [(step, size) for step, size in steps if size > window]
+        if not oversized:
+            continue
+        lines: set[int] = set()
+        for step, _ in oversized:
+            lines |= _where(script, step.sites, _backward_sites(trace, step.summed - step.stale))[1]
+        evidence = (
+            f"{len(oversized)} steps at line {line} summed more backward passes (up to "
+            f"{max(size for _, size in oversized)}) than the {window} that most of its {len(steps)} steps "
+            f"sum: the leftovers of an unfinished window joined the next one"
+        )
+        found.append(Violation("GL302", OVERSIZED, line, frozenset(lines), evidence))
     return found
 
 
