@@ -59,10 +59,28 @@ def decode_source(data: bytes) -> str:
     """Decode as Python does: BOM, then a PEP 263 cookie, then UTF-8."""
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as error:
+        if not str(error).startswith("invalid or missing encoding declaration"):
+            raise SourceError(f"cannot decode: {error}") from None  # an unknown or contradicted cookie
+        encoding = "utf-8"  # the first lines are not UTF-8 and declare nothing: find the byte below
+    try:
         text = data.decode(encoding)
-    except (SyntaxError, LookupError, UnicodeDecodeError) as error:
+    except LookupError as error:
         raise SourceError(f"cannot decode: {error}") from None
+    except UnicodeDecodeError as error:
+        raise undecodable(data, error) from None
     return text[1:] if text.startswith("\ufeff") else text
+
+
+def undecodable(data: bytes, error: UnicodeDecodeError) -> SourceError:
+    """Where the first byte that is not in the file's encoding is, and what to do about it."""
+    line_start = data.rfind(b"\n", 0, error.start) + 1
+    col = len(data[line_start : error.start].decode(error.encoding, errors="replace")) + 1
+    message = (
+        f"cannot decode: byte 0x{data[error.start]:02x} is not {error.encoding}: "
+        "save the file as UTF-8 or declare its encoding (PEP 263)"
+    )
+    return SourceError(message, data.count(b"\n", 0, error.start) + 1, col)
 
 
 def parse_source(text: str, filename: str = "<unknown>") -> ast.Module:

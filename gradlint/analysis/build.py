@@ -670,7 +670,8 @@ class FunctionBuilder:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
 
     def mark_clears_instead_of_steps(self, *arms: Seq) -> None:
-        """`if not finite: optimizer.zero_grad() else: optimizer.step()`: the clear drops the batch on purpose."""
+        """`if not finite: optimizer.zero_grad() else: optimizer.step()`: the clear drops the batch on
+        purpose."""
         steps = [self.has_step(arm) for arm in arms]
         if not any(steps):
             return
