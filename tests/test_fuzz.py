@@ -220,7 +220,9 @@ def with_name(lines: list[str], old: str, new: str) -> list[Finding]:
 
 @FUZZ
 @given(training_programs(), identifiers)
-def test_renaming_the_optimizer_renames_the_message_and_keeps_code_and_place(lines: list[str], new: str) -> None:
+def test_renaming_the_optimizer_renames_the_message_and_keeps_code_and_place(
+    lines: list[str], new: str
+) -> None:
     before = check_source("\n".join(lines) + "\n")
     after = with_name(lines, "optimizer", new)
     # Each event starts its line, so the start column stays put whatever the name's width.
