@@ -24,8 +24,8 @@ NOTEBOOK_SUFFIX = ".ipynb"
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 # `!cmd`, `%magic`, `%%magic`, `?obj`, `obj?`, `obj??`, and assignments from them (`files = !ls`).
 MAGIC_LINE = re.compile(r"^\s*(?:[!%?]|[\w.]+\s*\?\??\s*$|[\w.,\s\[\]()*]+=\s*[!%])")
-# Messages name other lines ("at line 13", "(line 10)"): lines of the joined program, to be mapped.
-LINE_IN_MESSAGE = re.compile(r"\bline (\d+)\b")
+# Messages name other lines ("at line 13", "(lines 10, 12)"): lines of the joined program, to be mapped.
+LINES_IN_MESSAGE = re.compile(r"\blines? (\d+(?:, \d+)*)\b")
 
 
 def is_notebook(path: str) -> bool:
@@ -55,11 +55,15 @@ class NotebookSource:
         return Location(line, location.col, end_line, end_col, cell=cell)
 
     def cell_message(self, message: str) -> str:
-        def in_cell(match: re.Match[str]) -> str:
-            cell, line = self.origin(int(match.group(1)))
-            return f"line {line} of cell {cell}"
+        def in_cells(match: re.Match[str]) -> str:
+            origins = [self.origin(int(number)) for number in match.group(1).split(", ")]
+            cells = {cell for cell, _ in origins}
+            if len(cells) == 1:
+                lines = ", ".join(str(line) for _, line in origins)
+                return f"line{'s' if len(origins) > 1 else ''} {lines} of cell {cells.pop()}"
+            return ", ".join(f"line {line} of cell {cell}" for cell, line in origins)
 
-        return LINE_IN_MESSAGE.sub(in_cell, message)
+        return LINES_IN_MESSAGE.sub(in_cells, message)
 
     def origin(self, program_line: int) -> tuple[int, int]:
         if not self.origins:
