@@ -291,3 +291,12 @@ def test_unreadable_file_among_the_walked_files(tmp_path, capsys, monkeypatch):
     code, out, err = gradlint(capsys, "check", "--no-cache", "-j", "1", str(tmp_path))
     assert (code, err) == (2, "")
     assert out.startswith(f"{unreadable}:1:1: GL000 cannot read: Permission denied\n{buggy}:{BUG_LINE}:")
+
+
+def test_ctrl_c_while_checking_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gradlint.cli.check_paths", interrupted)
+    path = write(tmp_path, "train.py", BUGGY_LOOP)
+    assert gradlint(capsys, "check", path) == (130, "", "gradlint: interrupted\n")
