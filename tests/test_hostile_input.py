@@ -238,7 +238,7 @@ def test_10_000_nested_blocks_do_not_raise_recursion_error_out_of_check_tree():
 
 
 def test_a_tree_too_deep_even_for_the_raised_limit_is_a_source_error():
-    tree, lines = nested_ifs_tree(200_000)
+    tree, lines = nested_ifs_tree(30_000)
     with pytest.raises(SourceError) as raised:
         check_tree(tree, lines)
     assert raised.value.message == "cannot analyse: nested too deeply (RecursionError)"
