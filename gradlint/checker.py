@@ -5,15 +5,33 @@ from __future__ import annotations
 import ast
 import io
 import re
+import sys
+import threading
 import tokenize
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar, cast
 
 from gradlint.analysis import analyse
 from gradlint.core import Finding
 from gradlint.rules import resolve_codes, selected_rules
+
+# Valid code can be deeper than Python's default recursion limit (1000) lets a recursive walk go: a
+# generated chain of 300 `elif`s, a sum of 1,000 terms. Only when that happens is the work done again
+# under this limit, in a thread whose stack is reserved large enough for it (address space only:
+# the pages a shallow file never touches cost nothing).
+DEEP_RECURSION_LIMIT = 50_000
+DEEP_STACK_BYTES = 512 * 1024 * 1024
+TOO_DEEP = "nested too deeply"
+
+# The line ends Python knows; str.splitlines also splits at form feeds and U+2028, which Python
+# allows inside a line (a `^L` page break on its own line is common in older code): splitting there
+# would put every later line under the wrong number, in messages, snippets and `# noqa`.
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+T = TypeVar("T")
 
 NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 
@@ -42,27 +60,55 @@ def decode_source(data: bytes) -> str:
     """Decode as Python does: BOM, then a PEP 263 cookie, then UTF-8."""
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as error:
+        if not str(error).startswith("invalid or missing encoding declaration"):
+            raise SourceError(f"cannot decode: {error}") from None  # an unknown or contradicted cookie
+        encoding = "utf-8"  # the first lines are not UTF-8 and declare nothing: find the byte below
+    try:
         text = data.decode(encoding)
-    except (SyntaxError, LookupError, UnicodeDecodeError) as error:
+    except LookupError as error:
         raise SourceError(f"cannot decode: {error}") from None
+    except UnicodeDecodeError as error:
+        raise undecodable(data, error) from None
     return text[1:] if text.startswith("\ufeff") else text
 
 
+def undecodable(data: bytes, error: UnicodeDecodeError) -> SourceError:
+    """Where the first byte that is not in the file's encoding is, and what to do about it."""
+    line_start = data.rfind(b"\n", 0, error.start) + 1
+    col = len(data[line_start : error.start].decode(error.encoding, errors="replace")) + 1
+    message = (
+        f"cannot decode: byte 0x{data[error.start]:02x} is not {error.encoding}: "
+        "save the file as UTF-8 or declare its encoding (PEP 263)"
+    )
+    return SourceError(message, data.count(b"\n", 0, error.start) + 1, col)
+
+
 def parse_source(text: str, filename: str = "<unknown>") -> ast.Module:
+    if "\0" in text:  # said here, with its place: Python's own message and error type vary by version
+        before = text[: text.index("\0")]
+        line = before.count("\n") + 1
+        raise SourceError("cannot parse: source contains null bytes", line, len(before) - before.rfind("\n"))
     try:
-        return ast.parse(text, filename=filename)
+        return allowing_deep_recursion(lambda: ast.parse(text, filename=filename))
     except SyntaxError as error:
         line = error.lineno or 1
         col = error.offset or 1
         raise SourceError(f"cannot parse: {error.msg}", line, col) from None
-    except (ValueError, RecursionError, MemoryError) as error:
-        raise SourceError(f"cannot parse: {type(error).__name__}: {error}") from None
+    except RecursionError:
+        raise SourceError(f"cannot parse: {TOO_DEEP} for Python's parser (RecursionError)") from None
+    except MemoryError:
+        # CPython's parser reports its own stack overflowing (10,000 `elif`s) as a MemoryError
+        raise SourceError(f"cannot parse: {TOO_DEEP} for Python's parser (MemoryError)") from None
+    except ValueError as error:
+        raise SourceError(f"cannot parse: {error}") from None
 
 
 def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None = None) -> list[Finding]:
     """Findings for an already parsed module, `# noqa` not applied (flake8 applies its own).
 
-    `codes` are codes or prefixes (`GL1`); None means the rules enabled by default."""
+    `codes` are codes or prefixes (`GL1`); None means the rules enabled by default. A tree too deep
+    to analyse even with a raised recursion limit is a SourceError, never a RecursionError."""
     if not may_have_findings("\n".join(lines), codes):
         return []
     return findings_of(tree, lines, codes)
@@ -70,9 +116,53 @@ def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | No
 
 def findings_of(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None) -> list[Finding]:
     rules = selected_rules(resolve_codes(select=codes))
-    facts = analyse(tree, lines)
+    try:
+        facts = allowing_deep_recursion(lambda: analyse(tree, lines))
+    except RecursionError:
+        raise SourceError(f"cannot analyse: {TOO_DEEP} (RecursionError)") from None
     findings = {finding for rule in rules for finding in rule.check(facts)}
     return sorted(findings, key=Finding.sort_key)
+
+
+def allowing_deep_recursion(work: Callable[[], T]) -> T:
+    """`work()`; if it runs out of recursion depth, once more with DEEP_RECURSION_LIMIT.
+
+    `work` must have no effect but its result, since it may run twice."""
+    try:
+        return work()
+    except RecursionError:
+        pass  # retried outside the handler, so the exhausted stack's frames are freed first
+    return in_deep_stack(work)
+
+
+def in_deep_stack(work: Callable[[], T]) -> T:
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, DEEP_RECURSION_LIMIT))
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # re-raised in the calling thread
+            outcome["error"] = error
+        finally:
+            sys.setrecursionlimit(limit)
+
+    try:
+        previous = threading.stack_size(DEEP_STACK_BYTES)
+    except (ValueError, RuntimeError):  # a platform that cannot size thread stacks: stay shallow
+        raise RecursionError("no thread stack for a deeper recursion limit") from None
+    try:
+        thread = threading.Thread(target=target, name="gradlint-deep")
+        thread.start()
+    except RuntimeError:  # no thread to be had (address space, limits): as deep as we can go
+        raise RecursionError("no thread for a deeper recursion limit") from None
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    if "error" in outcome:
+        raise cast(BaseException, outcome["error"])
+    return cast(T, outcome["result"])
 
 
 def check_source(text: str, filename: str = "<unknown>", codes: Iterable[str] | None = None) -> list[Finding]:
@@ -84,8 +174,14 @@ def check_source(text: str, filename: str = "<unknown>", codes: Iterable[str] | 
     if not may_have_findings(text, codes):
         return []
     tree = parse_source(text, filename)
-    lines = text.splitlines()
+    lines = source_lines(text)
     return [f for f in findings_of(tree, lines, codes) if not is_suppressed(f, lines)]
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of `text` as Python numbers them, without their line ends."""
+    lines = LINE_END.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def may_have_findings(source: str | bytes, codes: Iterable[str] | None = None) -> bool:

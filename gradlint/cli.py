@@ -25,7 +25,18 @@ EXIT_ERROR = 2  # bad usage, or a file that could not be checked: its bugs went 
 DOCUMENT_FORMATS = ("json", "sarif")  # one document: nothing may be printed before or after it
 
 
+EXIT_INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return dispatch(argv)
+    except KeyboardInterrupt:  # Ctrl-C in a pre-commit hook: one line, not a traceback
+        print("gradlint: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def dispatch(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fix"]:  # `gradlint fix ...` is `gradlint check --fix ...`
         argv = ["check", "--fix", *argv[1:]]

@@ -6,7 +6,7 @@ import ast
 from collections.abc import Iterator, Sequence
 
 from gradlint import __version__
-from gradlint.checker import check_tree
+from gradlint.checker import SourceError, check_tree
 from gradlint.report import ERROR_CODE
 from gradlint.rules import RULES_BY_CODE
 
@@ -23,6 +23,9 @@ class GradlintChecker:
         try:
             # Every code: flake8's --select, --ignore and noqa decide what the user sees.
             findings = check_tree(self.tree, self.lines, codes=set(RULES_BY_CODE))
+        except SourceError as error:  # too deep to analyse: say so, in one line, as the CLI does
+            yield error.line, error.col - 1, f"{ERROR_CODE} {error.message}", type(self)
+            return
         except Exception as error:  # a gradlint bug must not abort the user's whole flake8 run
             yield 1, 0, f"{ERROR_CODE} internal error: {type(error).__name__}: {error}", type(self)
             return

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from gradlint.checker import SourceError, check_source
+from gradlint.checker import SourceError, check_source, source_lines
 from gradlint.core import Finding, Location, Related
 
 NOTEBOOK_SUFFIX = ".ipynb"
@@ -24,11 +24,8 @@ NOTEBOOK_SUFFIX = ".ipynb"
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 # `!cmd`, `%magic`, `%%magic`, `?obj`, `obj?`, `obj??`, and assignments from them (`files = !ls`).
 MAGIC_LINE = re.compile(r"^\s*(?:[!%?]|[\w.]+\s*\?\??\s*$|[\w.,\s\[\]()*]+=\s*[!%])")
-# Messages name other lines ("at line 13", "(line 10)"): lines of the joined program, to be mapped.
-LINE_IN_MESSAGE = re.compile(r"\bline (\d+)\b")
-# The line ends Python knows; str.splitlines also splits at form feeds and U+2028, which Python
-# allows inside a line (and inside a string literal), and splitting there would break the program.
-LINE_END = re.compile(r"\r\n|\r|\n")
+# Messages name other lines ("at line 13", "(lines 10, 12)"): lines of the joined program, to be mapped.
+LINES_IN_MESSAGE = re.compile(r"\blines? (\d+(?:, \d+)*)\b")
 
 
 def is_notebook(path: str) -> bool:
@@ -58,11 +55,15 @@ class NotebookSource:
         return Location(line, location.col, end_line, end_col, cell=cell)
 
     def cell_message(self, message: str) -> str:
-        def in_cell(match: re.Match[str]) -> str:
-            cell, line = self.origin(int(match.group(1)))
-            return f"line {line} of cell {cell}"
+        def in_cells(match: re.Match[str]) -> str:
+            origins = [self.origin(int(number)) for number in match.group(1).split(", ")]
+            cells = {cell for cell, _ in origins}
+            if len(cells) == 1:
+                lines = ", ".join(str(line) for _, line in origins)
+                return f"line{'s' if len(origins) > 1 else ''} {lines} of cell {cells.pop()}"
+            return ", ".join(f"line {line} of cell {cell}" for cell, line in origins)
 
-        return LINE_IN_MESSAGE.sub(in_cell, message)
+        return LINES_IN_MESSAGE.sub(in_cells, message)
 
     def origin(self, program_line: int) -> tuple[int, int]:
         if not self.origins:
@@ -129,7 +130,7 @@ def cell_text(cell: dict) -> str:
 
 def python_lines(text: str) -> tuple[str, ...]:
     """The cell's lines as Python: plain Python is untouched, IPython syntax becomes placeholders."""
-    lines = split_lines(text)
+    lines = source_lines(text)
     if lines and lines[0].startswith("%%"):
         magic = lines[0][2:].split(maxsplit=1)[0] if lines[0][2:].strip() else ""
         if magic not in PYTHON_CELL_MAGICS:
@@ -138,11 +139,6 @@ def python_lines(text: str) -> tuple[str, ...]:
     if parses("\n".join(lines)):
         return tuple(lines)  # `x = (a\n % b)` is Python: only rewrite a cell Python cannot read
     return tuple(without_magics(lines))
-
-
-def split_lines(text: str) -> list[str]:
-    lines = LINE_END.split(text)
-    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def without_magics(lines: Sequence[str]) -> list[str]:

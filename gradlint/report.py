@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
-from gradlint.checker import FileResult
+from gradlint.checker import FileResult, source_lines
 from gradlint.core import Finding, Location
 
 ERROR_CODE = "GL000"
@@ -56,9 +56,9 @@ def format_text(
                 f"{paint(ERROR_CODE, RED)} {error.message}"
             )
         source = (sources or {}).get(result.path)
-        source_lines = source.splitlines() if source is not None else None
+        shown_lines = source_lines(source) if source is not None else None
         for finding in ordered_findings(result):
-            lines.extend(_finding_lines(result.path, finding, paint, source_lines))
+            lines.extend(_finding_lines(result.path, finding, paint, shown_lines))
     return "".join(line + "\n" for line in lines)
 
 

@@ -89,3 +89,16 @@ def test_flake8_extend_ignore_drops_gradlint_codes(tmp_path):
     path = tmp_path / "buggy.py"
     path.write_text(BUGGY_LOOP)
     assert "GL101" not in flake8("--select", "GL", "--extend-ignore", "GL101", str(path)).stdout
+
+
+def test_a_module_too_deep_to_analyse_is_one_gl000_line_not_an_internal_error(monkeypatch):
+    from gradlint.checker import SourceError
+
+    def too_deep(*args, **kwargs):
+        raise SourceError("cannot analyse: nested too deeply (RecursionError)")
+
+    monkeypatch.setattr(flake8_plugin, "check_tree", too_deep)
+    checker = GradlintChecker(ast.parse(BUGGY_LOOP), BUGGY_LOOP.splitlines(keepends=True))
+    assert [row[:3] for row in checker.run()] == [
+        (1, 0, "GL000 cannot analyse: nested too deeply (RecursionError)")
+    ]

@@ -296,3 +296,14 @@ def test_directories_are_searched_for_notebooks(tmp_path, capsys):
     assert exit_code == 1
     reported = {line.split(":", 1)[0] for line in out.splitlines() if not line.startswith(" ")}
     assert reported == {str(tmp_path / "nbs" / "myth.ipynb")}
+
+
+def test_a_message_naming_several_lines_names_them_in_their_cell():
+    # GL102 lists every backward pass a step sums: "(lines 6, 7)" of the joined program
+    loop = (
+        "for x, y in loader:\n    model(x).sum().backward()\n    model(x).mean().backward()\n"
+        "    optimizer.step()"
+    )
+    (finding,) = check_notebook(notebook(code(SETUP), code(loop)))
+    assert finding.code == "GL102"
+    assert "(lines 2, 3 of cell 2)" in finding.message, finding.message

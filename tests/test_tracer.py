@@ -536,3 +536,129 @@ def test_a_module_frozen_in_eval_mode_from_the_start_is_not_training_in_eval_mod
             backward(model)
             optimizer.step()
     assert tracer.trace.eval_mode_backwards == {} and tracer.trace.train_mode_backwards == 0
+
+
+# --- the traced program ends badly: torch is restored and the report is still written (issue #8) ----
+
+# zero_grad once, a step every iteration: GL101 at line 5, confirmed from the second step on.
+ENDLESS_STEPS = """
+    import os, signal, sys, torch
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    steps = 0
+    while True:
+        {guard}model(torch.randn(4, 3)).pow(2).mean().backward()
+        {guard}optimizer.step()
+        {guard}steps += 1
+        {ending}
+"""
+# swallows every stop it sees, the timeout's included
+GUARDED = "try:\n            {}\n        except:  # noqa: E722\n            pass"
+
+
+def endless(ending: str = "pass", swallow: bool = False) -> str:
+    script = ENDLESS_STEPS.format(guard="", ending=ending)
+    if swallow:
+        body = "model(torch.randn(4, 3)).pow(2).mean().backward(); optimizer.step(); steps += 1"
+        script = ENDLESS_STEPS.replace(
+            "        {guard}model(torch.randn(4, 3)).pow(2).mean().backward()\n"
+            "        {guard}optimizer.step()\n"
+            "        {guard}steps += 1\n",
+            "        " + GUARDED.format(body) + "\n",
+        ).format(ending=ending)
+    return script
+
+
+# A DataLoader over worker processes: forked while torch is patched, shut down however the run ends.
+WORKER_LOADER = """
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(TensorDataset(torch.randn(16, 3)), batch_size=4, num_workers=2)
+    for epoch in range({epochs}):
+        optimizer.zero_grad()
+        for (x,) in loader:
+            model(x).pow(2).mean().backward()
+            optimizer.step()
+"""
+
+COMPILED = """
+    import torch
+    model = torch.nn.Linear(3, 1)
+    compiled = torch.compile(model, backend="eager")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    for batch in range(3):
+        compiled(torch.randn(4, 3)).pow(2).mean().backward()
+        optimizer.step()
+"""
+
+ENDINGS = {
+    "raises": (
+        endless("if steps == 3:\n            raise RuntimeError('boom')"),
+        {},
+        "error: RuntimeError: boom",
+    ),
+    "sys_exit": (endless("if steps == 3:\n            sys.exit(3)"), {}, "exited 3"),
+    "never_ends_timeout": (endless(), {"timeout": 1.0}, "timeout"),
+    "never_ends_max_steps": (endless(), {"max_steps": 5}, "max steps"),
+    "never_ends_swallowing_every_stop": (endless(swallow=True), {"timeout": 1.0}, "timeout"),
+    "ctrl_c": (endless("if steps == 3:\n            os.kill(os.getpid(), signal.SIGINT)"), {}, "interrupted"),
+    "dataloader_workers": (WORKER_LOADER.format(epochs=2), {}, "finished"),
+    "dataloader_workers_never_end": (WORKER_LOADER.format(epochs=10**9), {"timeout": 3.0}, "timeout"),
+    "torch_compile": (COMPILED, {}, "finished"),
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_however_the_program_ends_torch_is_restored_and_the_report_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ending: str
+) -> None:
+    import json
+    import signal
+
+    body, limits, status = ENDINGS[ending]
+    script = write_script(tmp_path, body)
+    before = patched_functions()
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGALRM)
+    code = run_command(script, output_format="json", **limits)
+    assert patched_functions() == before
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGALRM)) == handlers
+    out, err = capsys.readouterr()
+    document = json.loads(out)  # the whole report, as one document
+    assert document["run"]["status"] == status, err
+    (finding,) = document["findings"]
+    assert (code, finding["code"], finding["verdict"]) == (1, "GL101", "confirmed")
+    assert "Traceback" not in err or status.startswith("error")  # the program's own error is shown
+
+
+def test_ctrl_c_from_outside_stops_the_run_and_the_report_is_written(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    ready = tmp_path / "ready"
+    script = write_script(
+        tmp_path,
+        endless(f"if steps == 3:\n            open({str(ready)!r}, 'w').close()\n        time.sleep(0.01)"),
+    )
+    Path(script).write_text("import time\n" + Path(script).read_text())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gradlint", "run", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), process.communicate(timeout=10)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1 and "Traceback" not in err, err
+    assert f"{script}:6:1: GL101 " in out and "    runtime: confirmed: " in out
+    assert out.splitlines()[-1].startswith("run interrupted: ")

@@ -21,6 +21,7 @@ from gradlint.analysis.flow import (
     Register,
     Seq,
     Try,
+    parts,
     prune,
     walk_events,
 )
@@ -84,6 +85,9 @@ class FunctionBuilder:
         self.callees: set[ast.AST] = set()
         self.closures: set[ast.AST] = set()  # functions this one passes to `optimizer.step(closure)`
         self.backwards: list[Event] = []
+        # whether a flow holds a STEP, asked of every arm of every `if`: remembered, so that a chain
+        # of n `elif`s (each nested in the last one's else) is read once, not n times
+        self.steps_inside: dict[Flow, bool] = {}
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
         body = self.body()
         # defs anywhere in this body, `def closure():` inside the training loop included
@@ -172,7 +176,7 @@ class FunctionBuilder:
             test = self.expression(node.test, context)
             then = self.block(node.body, replace(context, guard=node.test))
             otherwise = self.block(node.orelse, replace(context, guard=None))
-            mark_clears_instead_of_steps(then, otherwise)
+            self.mark_clears_instead_of_steps(then, otherwise)
             return [*test, Branch([then, otherwise], self.tracked_assumptions(node.test))]
         if isinstance(node, (ast.For, ast.AsyncFor)):
             return self.for_loop(node, context)
@@ -748,17 +752,24 @@ class FunctionBuilder:
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
 
+    def mark_clears_instead_of_steps(self, *arms: Seq) -> None:
+        """`if not finite: optimizer.zero_grad() else: optimizer.step()`: the clear drops the batch on
+        purpose."""
+        steps = [self.has_step(arm) for arm in arms]
+        if not any(steps):
+            return
+        for arm, steps_here in zip(arms, steps):
+            if not steps_here:
+                for event in walk_events(arm):
+                    if event.kind is EventKind.CLEAR:
+                        event.on_purpose = True
 
-def mark_clears_instead_of_steps(*arms: Seq) -> None:
-    """`if not finite: optimizer.zero_grad() else: optimizer.step()`: the clear drops the batch on purpose."""
-    steps = [any(e.kind is EventKind.STEP for e in walk_events(arm)) for arm in arms]
-    if not any(steps):
-        return
-    for arm, steps_here in zip(arms, steps):
-        if not steps_here:
-            for event in walk_events(arm):
-                if event.kind is EventKind.CLEAR:
-                    event.on_purpose = True
+    def has_step(self, flow: Flow) -> bool:
+        if flow not in self.steps_inside:
+            self.steps_inside[flow] = (isinstance(flow, Event) and flow.kind is EventKind.STEP) or any(
+                self.has_step(part) for part in parts(flow)
+            )
+        return self.steps_inside[flow]
 
 
 def mark_skipping_clears(flows: list[Flow]) -> None:

@@ -140,10 +140,14 @@ def parts(flow: Flow) -> list[Flow]:
 
 
 def walk(flow: Flow) -> Iterator[Flow]:
-    """Every node of a flow, not entering calls."""
-    yield flow
-    for part in parts(flow):
-        yield from walk(part)
+    """Every node of a flow, not entering calls; each node before the nodes inside it.
+
+    A stack, not recursion: nested generators cost their depth on every node they pass on."""
+    pending = [flow]
+    while pending:
+        node = pending.pop()
+        yield node
+        pending.extend(reversed(parts(node)))
 
 
 def walk_events(flow: Flow) -> Iterator[Event]:

@@ -15,9 +15,9 @@ import json
 import re
 from collections.abc import Iterable
 
-from gradlint.checker import SourceError
+from gradlint.checker import SourceError, source_lines
 from gradlint.fix.engine import Fixed, fix_source
-from gradlint.notebooks import cell_text, check_notebook, code_cells, notebook_source, split_lines
+from gradlint.notebooks import cell_text, check_notebook, code_cells, notebook_source
 
 INDENT = re.compile(r"\n( +)\"")
 
@@ -34,7 +34,7 @@ def fix_notebook(
         return Fixed(text, 0, tuple(check_notebook(text, filename, codes)))
     document = json.loads(text)
     raw = [cell for cell in document["cells"] if isinstance(cell, dict) and cell.get("cell_type") == "code"]
-    written = [split_lines(cell_text(cell)) for cell in raw]
+    written = [source_lines(cell_text(cell)) for cell in raw]
     python = [list(cell.lines) for cell in cells]
     new_cells = split_into_cells(source.text, fixed.text, python, written)
     if not fixed.changed or new_cells is None:

@@ -51,6 +51,10 @@ RULE = Rule(
         "https://github.com/pytorch/pytorch/issues/55585",
     ),
     fixable=False,
+    fix=(
+        "Not auto-fixable yet: the fix moves `scheduler.step()` after `optimizer.step()`, but whether the"
+        " schedule is per batch or per epoch decides where, and that is the program's."
+    ),
     words=(".step(",),
     valid=(
         "scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 10)\n"

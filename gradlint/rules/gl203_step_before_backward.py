@@ -40,6 +40,10 @@ RULE = Rule(
     ),
     references=("https://pytorch.org/docs/stable/optim.html#taking-an-optimization-step",),
     fixable=False,
+    fix=(
+        "Not auto-fixable: the iteration's order is rewritten by hand, so that `optimizer.step()` follows"
+        " the `backward()` whose gradients it should apply."
+    ),
     valid=(
         "for i, (x, y) in enumerate(loader):\n"
         "    if i > 0 and i % 4 == 0:\n"

@@ -46,6 +46,10 @@ RULE = Rule(
     ),
     references=("https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation",),
     fixable=False,
+    fix=(
+        "Not auto-fixable: step the last window too (`or step == len(loader) - 1` in the guard, or a step"
+        " and a clear after the loop), or drop it with a clear."
+    ),
     enabled_by_default=False,
     valid=(
         "for epoch in range(3):\n"

@@ -53,6 +53,10 @@ RULE = Rule(
         "#torch.nn.parallel.DistributedDataParallel.no_sync",
     ),
     fixable=False,
+    fix=(
+        "Not auto-fixable: run the forward and backward of every micro-batch but the last of each window "
+        "under `with model.no_sync():`."
+    ),
     words=("DistributedDataParallel", "DDP"),
     valid=(
         "model = DistributedDataParallel(net)\n"

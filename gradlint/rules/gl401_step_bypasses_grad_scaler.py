@@ -49,6 +49,10 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/notes/amp_examples.html",
     ),
     fixable=False,
+    fix=(
+        "Not auto-fixable yet: replace `optimizer.step()` with `scaler.step(optimizer)` followed by "
+        "`scaler.update()`."
+    ),
     valid=(
         "scaler = torch.amp.GradScaler()\n"
         "for x, y in loader:\n"

@@ -43,6 +43,7 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/notes/amp_examples.html",
     ),
     fixable=False,
+    fix="Not auto-fixable yet: call `scaler.update()` once after each `scaler.step(optimizer)`.",
     words=(".step(",),  # scaler.step(optimizer), whatever the scaler is called
     valid=(
         "scaler = torch.amp.GradScaler()\n"

@@ -44,6 +44,7 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/amp.html#torch.amp.GradScaler.unscale_",
     ),
     fixable=False,
+    fix="Not auto-fixable yet: call `scaler.unscale_(optimizer)` before clipping that optimizer's gradients.",
     words=("clip_grad",),
     valid=(
         "scaler = torch.amp.GradScaler()\n"

@@ -52,6 +52,10 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/notes/faq.html#my-model-reports-cuda-runtime-error-2-out-of-memory",
     ),
     fixable=False,
+    fix=(
+        "Not auto-fixable: whether the value or the tensor is wanted is the program's; accumulate "
+        "`loss.item()` (or `loss.detach()`) for logging."
+    ),
     valid=(
         "total = 0.0\n"
         "for x, y in loader:\n"

@@ -56,6 +56,10 @@ RULE = Rule(
         "https://pytorch.org/docs/stable/notes/autograd.html#evaluation-mode-nn-module-eval",
     ),
     fixable=False,
+    fix=(
+        "Not auto-fixable: call `model.train()` at the top of each epoch, or at the end of the helper "
+        "that calls `model.eval()`."
+    ),
     valid=(
         "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
         "for epoch in range(3):\n"

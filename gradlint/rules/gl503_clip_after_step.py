@@ -38,6 +38,7 @@ RULE = Rule(
     ),
     references=("https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_norm_.html",),
     fixable=False,
+    fix="Not auto-fixable: move the clip between the `backward()` and the `step()` it is meant for.",
     words=("clip_grad",),
     valid=(
         "for x, y in loader:\n"

@@ -12,6 +12,8 @@ import os
 import runpy
 import signal
 import sys
+import sysconfig
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -155,7 +157,8 @@ def trace_script(
 
     tracer = Tracer(on_step=on_step)
     status = "finished"
-    with _as_main(script, script_args), _alarm(timeout), _default_device(device):
+    stops = _Stops(script)
+    with _as_main(script, script_args), stops.installed(timeout), _default_device(device):
         try:
             with tracer:
                 namespace = runpy.run_path(script, run_name="__main__")
@@ -165,12 +168,16 @@ def trace_script(
                 _KEPT_UNTIL_EXIT.append(namespace)
         except _StopRun as stop:
             status = str(stop)
+        except KeyboardInterrupt:  # Ctrl-C: stop there, and report what ran, as for a timeout
+            status = "interrupted"
         except SystemExit as exit_:
             code = exit_.code
             status = "finished" if code in (None, 0) else f"exited {code}"
         except Exception as error:  # the program's own bug: report what ran before it
             traceback.print_exc()
             status = f"error: {type(error).__name__}: {error}"
+    if stops.interrupted and status == "finished":
+        status = "interrupted"  # Ctrl-C came as the program ended, while torch was being restored
     trace = tracer.trace
     cuda_used = "cuda" in trace.devices or torch.cuda.is_initialized()
     return trace, RunOutcome(status, len(trace.steps), len(trace.backwards), device, cuda_used)
@@ -203,22 +210,102 @@ def _as_main(script: str, script_args: Sequence[str]) -> Iterator[None]:
         sys.argv, sys.path[:] = saved_argv, saved_path
 
 
-@contextlib.contextmanager
-def _alarm(seconds: float | None) -> Iterator[None]:
-    if not seconds or not hasattr(signal, "setitimer"):
-        yield
-        return
+class _Stops:
+    """Ctrl-C and --timeout stop the traced program, and only the program.
 
-    def stop(signum: int, frame: FrameType | None) -> None:
+    A stop is raised only while the program's own code is on the stack: not once it has ended,
+    when the tracer is putting torch back (a stop there would leave torch half patched), nor in
+    the runner. A timeout fires again every RETRY seconds until one gets through: one that came
+    before the program started, or that the program swallowed (a bare `except:` in its loop)."""
+
+    RETRY = 0.1
+
+    def __init__(self, script: str) -> None:
+        # runpy compiles the file under the name it is given; some Pythons make it absolute first
+        self.names = {script, os.path.abspath(script)}
+        self.interrupted = False
+        self.stopping = False  # a timeout was raised into the program
+        self.traced: list[FrameType] = []  # frames given a line tracer to stop a swallowing program
+        self.previous_trace: Any = None
+
+    @contextlib.contextmanager
+    def installed(self, timeout: float | None) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach the main thread only: a run from another has no stops to catch
+            return
+        previous_int = signal.signal(signal.SIGINT, self.on_interrupt)
+        timer = bool(timeout) and hasattr(signal, "setitimer")
+        previous_alarm = signal.signal(signal.SIGALRM, self.on_alarm) if timer else None
+        if timer:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            yield
+        finally:
+            if self.traced:  # a debugger's or coverage's tracer, if any, is given back
+                sys.settrace(self.previous_trace)
+                for frame in self.traced:
+                    frame.f_trace = None
+                self.traced.clear()
+            if timer:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous_alarm)
+            signal.signal(signal.SIGINT, previous_int)
+
+    def on_interrupt(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
+        if self.program_is_running(frame):
+            raise KeyboardInterrupt
+
+    def on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        # Again soon, whatever happens now: the program may not have started yet (the tracer is
+        # still installing), or may swallow this stop.
+        signal.setitimer(signal.ITIMER_REAL, self.RETRY)
+        if not self.program_is_running(frame) or in_standard_library(frame):
+            return
+        if self.stopping:
+            self.stop_on_every_line(frame)  # the last stop was swallowed
+        self.stopping = True
         raise _StopRun("timeout")
 
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def stop_on_every_line(self, frame: FrameType | None) -> None:
+        """A stop raised at a signal lands inside the `try:` that swallows it; one raised by a line
+        event also lands on the `try:` line itself, outside it, and ends the loop around it."""
+
+        def stop(frame: FrameType, event: str, arg: object) -> Any:
+            if event == "line" and not in_standard_library(frame) and self.program_is_running(frame):
+                raise _StopRun("timeout")
+            return stop
+
+        if not self.traced:
+            self.previous_trace = sys.gettrace()
+        sys.settrace(stop)
+        while frame is not None:  # settrace reaches new frames only
+            frame.f_trace = stop
+            self.traced.append(frame)
+            frame = frame.f_back
+
+    def program_is_running(self, frame: FrameType | None) -> bool:
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == "<module>" and code.co_filename in self.names:
+                return True
+            frame = frame.f_back
+        return False
+
+
+_LIBRARY_PATHS = {sysconfig.get_paths()[name] for name in ("purelib", "platlib")}
+_STANDARD_LIBRARY = sysconfig.get_paths()["stdlib"]
+
+
+def in_standard_library(frame: FrameType | None) -> bool:
+    """Whether `frame` runs the standard library's code: a stop raised there can leave its locks
+    held (logging's, taken around a fork), so a timeout waits for the program to leave it."""
+    if frame is None:
+        return False
+    filename = frame.f_code.co_filename
+    if filename.startswith("<frozen "):
+        return True
+    return filename.startswith(_STANDARD_LIBRARY) and not filename.startswith(tuple(_LIBRARY_PATHS))
 
 
 def format_run_text(
