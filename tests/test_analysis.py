@@ -331,6 +331,43 @@ def train(model, loader):
 train(small, loader)
 train(large, loader)
 """,
+    "fill_ with a value sets the gradients the step applies (accelerate's tests fake them)": """
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+    for p in model.parameters():
+        p.grad.fill_(0.01)
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+    "an optimizer built each iteration over a tensor made in it starts from no gradients": """
+for t in timesteps:
+    x_in = latents.detach().clone()
+    x_in.requires_grad = True
+    opt = torch.optim.SGD([x_in], lr=0.1)
+    guidance_loss(unet(x_in, t)).backward()
+    opt.step()
+    latents = x_in.detach()
+""",
+    "an optimizer built each iteration over the model's parameters still sums their gradients": """
+for x, y in loader:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn(model(x), y).backward()  # GL102
+    optimizer.step()
+""",
+    "an optimizer built each iteration over a tensor made before the loop sums its gradients": """
+x_in = latents.detach().clone().requires_grad_()
+for t in timesteps:
+    opt = torch.optim.SGD([x_in], lr=0.1)
+    guidance_loss(unet(x_in, t)).backward()  # GL102
+    opt.step()
+""",
+    "fill_(0) is a clear like zero_()": """
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+    for p in model.parameters():
+        p.grad.fill_(0)  # GL103
+    optimizer.step()
+""",
 }
 
 

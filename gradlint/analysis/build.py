@@ -313,7 +313,12 @@ class FunctionBuilder:
                 path = names.path_of(target)
                 if path:
                     flows.append(
-                        Register(path, self.parameter_sources(value), names.callee_name(value) == "LBFGS")
+                        Register(
+                            path,
+                            self.parameter_sources(value),
+                            names.callee_name(value) == "LBFGS",
+                            self.new_in_this_iteration(value, context),
+                        )
                     )
         return flows
 
@@ -493,6 +498,9 @@ class FunctionBuilder:
     def grad_method(self, node: ast.Call, callee: str, receiver: ast.expr, context: Context) -> list[Flow]:
         site = self.site(node)
         path, target = self.grad_owner(receiver, context)
+        if callee == "fill_" and not fills_zero(node):
+            # `p.grad.fill_(0.01)` sets the gradients the step is to apply, as `p.grad = g` does
+            return [Event(EventKind.GRAD_WRITE, site, path, target)]
         if callee in names.GRAD_CLEARS:
             return [Event(EventKind.CLEAR, site, path, target)]
         if callee in names.GRAD_SCALINGS:
@@ -664,8 +672,38 @@ class FunctionBuilder:
                     )
         return tuple(sorted(sources))
 
+    def new_in_this_iteration(self, constructor: ast.Call, context: Context) -> bool:
+        """`SGD([x_in])` where this iteration made `x_in = latents.detach().clone()`: a new leaf each
+        time round, so what earlier iterations' backwards left in .grad is on tensors no longer stepped."""
+        params = constructor.args[0] if constructor.args else keyword(constructor, "params")
+        if not context.loops or not isinstance(params, (ast.List, ast.Tuple)) or not params.elts:
+            return False
+        for element in params.elts:
+            name = element.id if isinstance(element, ast.Name) else None
+            made = [  # `x_in = ...`, not `x_in.requires_grad = True`
+                (node, loops)
+                for node, loops in self.assignments.get(name or "", [])
+                if isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+            ]
+            if not made:
+                return False
+            node, loops = made[-1]
+            value = node.value
+            if context.loops[-1] not in loops or not (
+                isinstance(value, ast.Call) and names.callee_name(value) in names.NEW_TENSOR_CALLS
+            ):
+                return False
+        return True
+
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
+
+
+def fills_zero(call: ast.Call) -> bool:
+    """`fill_(0)`, `fill_(0.0)`, `fill_(value=0)`: a clear; any other value is a gradient of its own."""
+    value = call.args[0] if call.args else keyword(call, "value")
+    return isinstance(value, ast.Constant) and type(value.value) in (int, float) and value.value == 0
 
 
 def mark_clears_instead_of_steps(*arms: Seq) -> None:

@@ -111,6 +111,7 @@ class Register:
     path: str
     sources: tuple[str, ...]
     lbfgs: bool = False
+    fresh_parameters: bool = False  # over tensors this iteration made: they hold no gradients yet
 
 
 Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget]

@@ -440,6 +440,8 @@ class RootInterpreter:
             resolved for source in register.sources if (resolved := self.resolve(source, frame)) is not None
         }
         self.sources[key] = sources
+        if register.fresh_parameters and key in state:
+            return {**state, key: frozenset({Grad()})}
         return state
 
     # --- events -----------------------------------------------------------------------------
