@@ -361,6 +361,40 @@ for t in timesteps:
     guidance_loss(unet(x_in, t)).backward()  # GL102
     opt.step()
 """,
+    "gradient cache: each micro-step's loss is over the whole window, its own part recomputed": """
+accum_images, accum_features = [], []
+for i, images in enumerate(loader):
+    with torch.no_grad():
+        accum_features.append(model(images))
+    accum_images.append(images)
+    if (i + 1) % accum_freq > 0:
+        continue
+    optimizer.zero_grad()
+    for j in range(accum_freq):
+        features = model(accum_images[j])
+        everything = torch.cat(accum_features[:j] + [features] + accum_features[j + 1 :])
+        loss = contrastive_loss(everything)
+        loss.backward()
+    optimizer.step()
+    accum_images, accum_features = [], []
+""",
+    "micro-batches sliced out of the batch by the loop variable are each a part: unscaled": """
+for x, y in loader:
+    optimizer.zero_grad()
+    for j in range(accum_steps):
+        xs, ys = x[j * mb : (j + 1) * mb], y[j * mb : (j + 1) * mb]
+        loss = loss_fn(model(xs), ys)
+        loss.backward()  # GL301
+    optimizer.step()
+""",
+    "the others' part dropped from a window is not the gradient cache": """
+for x, y in loader:
+    optimizer.zero_grad()
+    for j in range(accum_steps):
+        loss = loss_fn(model(x[:j]), y[:j])
+        loss.backward()  # GL301
+    optimizer.step()
+""",
     "fill_(0) is a clear like zero_()": """
 for x, y in loader:
     loss_fn(model(x), y).backward()

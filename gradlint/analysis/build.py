@@ -50,6 +50,7 @@ from gradlint.analysis.shapes import (
     root_path,
     specialise,
     unwrap_iterable,
+    uses_the_other_parts,
 )
 from gradlint.core import EventKind
 
@@ -236,6 +237,7 @@ class FunctionBuilder:
         loop.iterable = names.segment(self.lines, unwrap_iterable(node.iter))
         loop.count = accumulation_bound(node.iter)
         loop.draws_data = draws_data(node)
+        loop.whole_window = uses_the_other_parts(node)
         self.record_targets(node.target, node, (*context.loops, loop))
         body = self.block(node.body, replace(context, loops=(*context.loops, loop), guard=None))
         loop.accumulates = loop.accumulates or any(

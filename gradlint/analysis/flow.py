@@ -72,6 +72,8 @@ class Loop:
     # micro-batches are meant to add up across its iterations: it holds accelerate's accumulate(),
     # or a step under a counter (`if (i + 1) % n == 0:`)
     accumulates: bool = False
+    # each iteration's loss takes in the other iterations' cached outputs (`xs[:j] + [x] + xs[j + 1:]`)
+    whole_window: bool = False
 
 
 @dataclass(eq=False)

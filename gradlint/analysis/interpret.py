@@ -611,7 +611,7 @@ class RootInterpreter:
         loop = value.repeat_loop
         assert loop is not None  # apply_step() reports only a value some loop repeated
         guard = event.guard
-        if not (loop.draws_data or loop.count or is_accumulation_guard(guard)):
+        if not (loop.draws_data or loop.count or is_accumulation_guard(guard)) or loop.whole_window:
             return
         count = modulo_divisor(guard) or loop.count or (f"len({loop.iterable})" if loop.iterable else "")
         for backward in value.backwards:
