@@ -348,6 +348,14 @@ for t in timesteps:
     opt.step()
     latents = x_in.detach()
 """,
+    "an optimizer built each iteration over a module built in it starts from no gradients": """
+for init in cases:
+    generator = CopyGenerator(**init)
+    trainable = {n: p for n, p in generator.named_parameters() if p.requires_grad}
+    generator(inputs).sum().backward()
+    optimizer = torch.optim.SGD(trainable.values(), 1)
+    optimizer.step()
+""",
     "an optimizer built each iteration over the model's parameters still sums their gradients": """
 for x, y in loader:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)

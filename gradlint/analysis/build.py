@@ -86,6 +86,7 @@ class FunctionBuilder:
         self.closures: set[ast.AST] = set()  # functions this one passes to `optimizer.step(closure)`
         self.backwards: list[Event] = []
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
+        self.fresh_registers: dict[Loop, list[Register]] = {}  # replayed at the top of each iteration
         body = self.body()
         # defs anywhere in this body, `def closure():` inside the training loop included
         self.nested = {s.name: s for s in own_statements(body) if isinstance(s, FunctionNode)}
@@ -244,7 +245,8 @@ class FunctionBuilder:
             e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(body)
         )
         forgotten = tuple(sorted(assigned_paths(node) & self.index.tested_paths))
-        loop.body = Seq([Forget(forgotten), *body.items]) if forgotten else body
+        fresh: list[Flow] = list(self.fresh_registers.pop(loop, []))
+        loop.body = Seq([*fresh, Forget(forgotten), *body.items]) if forgotten else Seq([*fresh, *body.items])
         return [*iterable, loop, self.block(node.orelse, context)]
 
     def while_loop(self, node: ast.While, context: Context) -> list[Flow]:
@@ -256,6 +258,7 @@ class FunctionBuilder:
         loop.draws_data = draws_data(node)
         inner = replace(context, loops=(*context.loops, loop), guard=None)
         loop.body = Seq([*self.expression(node.test, inner), *self.block(node.body, inner).items])
+        loop.body.items[:0] = self.fresh_registers.pop(loop, [])
         loop.accumulates = loop.accumulates or any(
             e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(loop.body)
         )
@@ -314,14 +317,14 @@ class FunctionBuilder:
             ):
                 path = names.path_of(target)
                 if path:
-                    flows.append(
-                        Register(
-                            path,
-                            self.parameter_sources(value),
-                            names.callee_name(value) == "LBFGS",
-                            self.new_in_this_iteration(value, context),
-                        )
+                    register = Register(
+                        path, self.parameter_sources(value), names.callee_name(value) == "LBFGS"
                     )
+                    flows.append(register)
+                    if self.new_in_this_iteration(value, register.sources, context):
+                        # its tensors are new each time round: the iteration starts with no gradients
+                        fresh = replace(register, fresh_parameters=True)
+                        self.fresh_registers.setdefault(context.loops[-1], []).append(fresh)
         return flows
 
     def grad_assignment(self, node, target: ast.expr, context: Context) -> list[Flow]:
@@ -674,29 +677,37 @@ class FunctionBuilder:
                     )
         return tuple(sorted(sources))
 
-    def new_in_this_iteration(self, constructor: ast.Call, context: Context) -> bool:
-        """`SGD([x_in])` where this iteration made `x_in = latents.detach().clone()`: a new leaf each
-        time round, so what earlier iterations' backwards left in .grad is on tensors no longer stepped."""
-        params = constructor.args[0] if constructor.args else keyword(constructor, "params")
-        if not context.loops or not isinstance(params, (ast.List, ast.Tuple)) or not params.elts:
+    def new_in_this_iteration(
+        self, constructor: ast.Call, sources: tuple[str, ...], context: Context
+    ) -> bool:
+        """`SGD([x_in])` after `x_in = latents.detach().clone()`, or `SGD(net.parameters())` after
+        `net = Net()`, both in this iteration: the tensors are new each time round, and what earlier
+        iterations' backwards left in .grad is on tensors this optimizer does not hold."""
+        if not context.loops:
             return False
-        for element in params.elts:
-            name = element.id if isinstance(element, ast.Name) else None
-            made = [  # `x_in = ...`, not `x_in.requires_grad = True`
-                (node, loops)
-                for node, loops in self.assignments.get(name or "", [])
-                if isinstance(node, ast.Assign)
-                and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
-            ]
-            if not made:
-                return False
-            node, loops = made[-1]
-            value = node.value
-            if context.loops[-1] not in loops or not (
-                isinstance(value, ast.Call) and names.callee_name(value) in names.NEW_TENSOR_CALLS
-            ):
-                return False
-        return True
+        params = constructor.args[0] if constructor.args else keyword(constructor, "params")
+        if isinstance(params, (ast.List, ast.Tuple)) and params.elts:
+            made = [self.made_in_this_iteration(e, context) for e in params.elts]
+            return all(
+                isinstance(v, ast.Call) and names.callee_name(v) in names.NEW_TENSOR_CALLS for v in made
+            )
+        made = [self.made_in_this_iteration(ast.Name(source), context) for source in sources]
+        return bool(made) and all(  # a class built here (`Net()`), not a factory that may cache
+            isinstance(v, ast.Call) and names.callee_name(v)[:1].isupper() for v in made
+        )
+
+    def made_in_this_iteration(self, element: ast.expr, context: Context) -> ast.expr | None:
+        """The value `name = value` gave it last, when that was in the innermost loop around here."""
+        name = element.id if isinstance(element, ast.Name) else None
+        made = [  # `x_in = ...`, not `x_in.requires_grad = True`
+            (node, loops)
+            for node, loops in self.assignments.get(name or "", [])
+            if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+        ]
+        if not made or context.loops[-1] not in made[-1][1]:
+            return None
+        return made[-1][0].value
 
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))

@@ -113,7 +113,7 @@ class Register:
     path: str
     sources: tuple[str, ...]
     lbfgs: bool = False
-    fresh_parameters: bool = False  # over tensors this iteration made: they hold no gradients yet
+    fresh_parameters: bool = False  # replayed at the top of an iteration that makes its tensors anew
 
 
 Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget]

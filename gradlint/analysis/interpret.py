@@ -441,7 +441,7 @@ class RootInterpreter:
         }
         self.sources[key] = sources
         if register.fresh_parameters and key in state:
-            return {**state, key: frozenset({Grad()})}
+            return {**state, key: frozenset({Grad(assumed=v.assumed) for v in state[key]})}
         return state
 
     # --- events -----------------------------------------------------------------------------
