@@ -331,6 +331,22 @@ def train(model, loader):
 train(small, loader)
 train(large, loader)
 """,
+    "a called method that fetches the optimizer (not builds it) steps the gradients already there": """
+class Trainer:
+    def train_step(self, batch):
+        loss = self.forward(batch)
+        self.update()
+        return loss
+
+    def forward(self, batch):
+        for chunk in split(batch, self.max_batch_size):
+            self.accelerator.backward(self.model(chunk) * len(chunk) / len(batch))
+
+    def update(self):
+        optimizer = getattr(self, f"optim{self.index}")
+        optimizer.step()
+        optimizer.zero_grad()
+""",
     "fill_ with a value sets the gradients the step applies (accelerate's tests fake them)": """
 for x, y in loader:
     loss_fn(model(x), y).backward()

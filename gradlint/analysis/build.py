@@ -709,6 +709,24 @@ class FunctionBuilder:
             return None
         return made[-1][0].value
 
+    def fetched_locals(self) -> set[str]:
+        """Locals only ever bound to an object that exists already: `opt = self.opt`, `opts[i]`,
+        `getattr(self, f"optim{i}")` (a call, `make_optimizer()`, may build a new one)."""
+        return {
+            name
+            for name, assigned in self.assignments.items()
+            if all(
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and (
+                    isinstance(node.value, (ast.Attribute, ast.Subscript))
+                    or (isinstance(node.value, ast.Call) and names.callee_name(node.value) == "getattr")
+                )
+                for node, _ in assigned
+            )
+        }
+
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
 

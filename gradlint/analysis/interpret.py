@@ -424,8 +424,14 @@ class RootInterpreter:
             frame.gated,
         )
         # Each call makes its locals anew: the optimizer an earlier call built (or a sibling's, of
-        # the same name) holds none of the gradients this call's optimizer will step.
-        fresh = {key: frozenset({Grad()}) for key in state if key.startswith(callee.prefix)}
+        # the same name) holds none of the gradients this call's optimizer will step. A local the
+        # call only fetches (`optimizer = getattr(self, "optim0")`) is an old one, gradients and all.
+        fetched = builder.fetched_locals()
+        fresh = {
+            key: frozenset({Grad()})
+            for key in state
+            if key.startswith(callee.prefix) and split_root(key[len(callee.prefix) :])[0] not in fetched
+        }
         outcome = self.interpret(flow, {**state, **fresh} if fresh else state, callee)
         return Outcome(normal=join(outcome.normal, outcome.returns), raises=outcome.raises)
 
