@@ -347,6 +347,18 @@ class Trainer:
         optimizer.step()
         optimizer.zero_grad()
 """,
+    "a loop that clears after its own steps re-applies only what was left before it": """
+for update in range(updates):
+    for x, y in loader:
+        optimizer.zero_grad()  # GL101
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    for i, (x, y) in enumerate(aux_loader):
+        (aux_loss(model(x), y) / accum_steps).backward()
+        if (i + 1) % accum_steps == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+""",
     "fill_ with a value sets the gradients the step applies (accelerate's tests fake them)": """
 for x, y in loader:
     loss_fn(model(x), y).backward()
@@ -446,3 +458,13 @@ def test_finding_names_both_lines_and_the_fix() -> None:
     assert "line 6" in finding.message and "for x, y in loader" in finding.message
     assert "move it into" in finding.message
     assert [related.location.line for related in finding.related] == [6]
+
+
+def test_leftover_gradients_are_blamed_on_the_gap_before_the_loop() -> None:
+    """The second loop clears after each of its steps: only its first step re-applies the first loop's
+    last gradients, and the fix is a clear before it, not moving the first loop's clear into it."""
+    source = CASES["a loop that clears after its own steps re-applies only what was left before it"]
+    [finding] = check_source(source)
+    assert "first" in finding.message and "line 7" in finding.message and "line 10" in finding.message
+    assert "before `for i, (x, y) in enumerate(aux_loader)` (line 7)" in finding.message
+    assert "move it into" not in finding.message and "sum of k backward" not in finding.message

@@ -36,6 +36,7 @@ from gradlint.analysis.flow import (
     Seq,
     Try,
     walk_effects,
+    walk_events,
 )
 from gradlint.analysis.scope import MANUAL, ModuleIndex
 from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, parameters
@@ -610,7 +611,15 @@ class RootInterpreter:
                 clear.site if clear else None,
                 tuple(loop.site for loop in clear_loops),
                 on_path,
+                self.loop_clears(frame.loops[-1], key, frame) if frame.loops[-1:] else False,
             )
+        )
+
+    def loop_clears(self, loop: Loop, key: str, frame: Frame) -> bool:
+        """Whether `loop`'s own body (not a helper it calls) clears the optimizer `key`."""
+        return any(
+            event.kind is EventKind.CLEAR and key in self.grad_keys(event, {key: frozenset()}, frame)
+            for event in walk_events(loop.body)
         )
 
     def unscaled(self, event: Event, display: str, value: Grad, frame: Frame) -> None:
