@@ -359,6 +359,31 @@ for update in range(updates):
             optimizer.step()
             optimizer.zero_grad()
 """,
+    "an if on the parameter inside a parameter loop picks parameters, not paths (learn2learn)": """
+opt = torch.optim.AdamW(maml.parameters(), 0.001)
+for epoch in range(epochs):
+    opt.zero_grad()
+    for _ in range(meta_bsz):
+        meta_loss = training_step(split_batch(tasks.sample()), maml.clone())
+        meta_loss.backward()
+    with torch.no_grad():
+        for p in maml.parameters():
+            if p.grad is not None and p.requires_grad:
+                p.grad.data.mul_(1.0 / meta_bsz)
+    opt.step()
+""",
+    "an if on something else inside a parameter loop still leaves an unscaled path": """
+opt = torch.optim.AdamW(maml.parameters(), 0.001)
+for epoch in range(epochs):
+    opt.zero_grad()
+    for _ in range(meta_bsz):
+        meta_loss = training_step(split_batch(tasks.sample()), maml.clone())
+        meta_loss.backward()  # GL301
+    for p in maml.parameters():
+        if average_gradients:
+            p.grad.data.mul_(1.0 / meta_bsz)
+    opt.step()
+""",
     "fill_ with a value sets the gradients the step applies (accelerate's tests fake them)": """
 for x, y in loader:
     loss_fn(model(x), y).backward()
@@ -468,3 +493,9 @@ def test_leftover_gradients_are_blamed_on_the_gap_before_the_loop() -> None:
     assert "first" in finding.message and "line 7" in finding.message and "line 10" in finding.message
     assert "before `for i, (x, y) in enumerate(aux_loader)` (line 7)" in finding.message
     assert "move it into" not in finding.message and "sum of k backward" not in finding.message
+
+
+def test_a_range_loop_is_counted_by_its_bound() -> None:
+    source = CASES["an if on something else inside a parameter loop still leaves an unscaled path"]
+    [finding] = check_source(source)
+    assert "divide the loss by meta_bsz" in finding.message and "len(range(" not in finding.message

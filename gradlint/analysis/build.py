@@ -174,6 +174,10 @@ class FunctionBuilder:
             test = self.expression(node.test, context)
             then = self.block(node.body, replace(context, guard=node.test))
             otherwise = self.block(node.orelse, replace(context, guard=None))
+            if selects_parameters(node, context.parameter_loops):
+                # `for p in model.parameters(): if p.grad is not None: p.grad.mul_(c)`: the arms are
+                # for different parameters, and together they run for all of them
+                return [*test, then, otherwise]
             mark_clears_instead_of_steps(then, otherwise)
             return [*test, Branch([then, otherwise], self.tracked_assumptions(node.test))]
         if isinstance(node, (ast.For, ast.AsyncFor)):
@@ -729,6 +733,18 @@ class FunctionBuilder:
 
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
+
+
+def selects_parameters(node: ast.If, parameter_loops: dict[str, str]) -> bool:
+    """An `if` inside a loop over parameters whose test reads only the parameter (`p.requires_grad`,
+    `p.grad is not None`, `"bias" in name`) and whose arms do not leave the loop early."""
+    test_names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
+    exits = (ast.Break, ast.Continue, ast.Return, ast.Raise)
+    return (
+        bool(test_names)
+        and test_names <= set(parameter_loops)
+        and not any(isinstance(s, exits) for s in own_statements([*node.body, *node.orelse]))
+    )
 
 
 def fills_zero(call: ast.Call) -> bool:

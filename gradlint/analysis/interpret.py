@@ -9,6 +9,7 @@ run the callee's flow with its parameters bound to the caller's objects.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -628,7 +629,7 @@ class RootInterpreter:
         guard = event.guard
         if not (loop.draws_data or loop.count or is_accumulation_guard(guard)) or loop.whole_window:
             return
-        count = modulo_divisor(guard) or loop.count or (f"len({loop.iterable})" if loop.iterable else "")
+        count = modulo_divisor(guard) or loop.count or (length_of(loop.iterable) if loop.iterable else "")
         for backward in value.backwards:
             if backward.scaled or backward.retain_graph or not computes_loss_in(backward, loop):
                 continue
@@ -766,6 +767,12 @@ def split_root(path: str) -> tuple[str, str]:
 
 def related(model: str, source: str) -> bool:
     return model == source or source.startswith(model + ".") or model.startswith(source + ".")
+
+
+def length_of(iterable: str) -> str:
+    """`range(meta_bsz)` -> 'meta_bsz' (not `len(range(meta_bsz))`); `loader` -> 'len(loader)'."""
+    found = re.fullmatch(r"range\(([^,()]+)\)", iterable)
+    return found.group(1).strip() if found else f"len({iterable})"
 
 
 def modulo_divisor(guard: ast.expr | None) -> str | None:
