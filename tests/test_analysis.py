@@ -384,6 +384,34 @@ for epoch in range(epochs):
             p.grad.data.mul_(1.0 / meta_bsz)
     opt.step()
 """,
+    "hand-written updates of two tensors, one after the other, are one step (PyTorch's tutorial)": """
+for t in range(2000):
+    loss = (a + b * x - y).pow(2).sum()
+    loss.backward()
+    with torch.no_grad():
+        a -= learning_rate * a.grad
+        b -= learning_rate * b.grad
+        a.grad = None
+        b.grad = None
+""",
+    "hand-written updates of two tensors with .data, cleared with fill_(0) (ProtoMAML)": """
+output_weight = init_weight.detach().requires_grad_()
+output_bias = init_bias.detach().requires_grad_()
+for _ in range(steps):
+    run_model(output_weight, output_bias, support).backward()
+    output_weight.data -= lr * output_weight.grad
+    output_bias.data -= lr * output_bias.grad
+    output_weight.grad.fill_(0)
+    output_bias.grad.fill_(0)
+""",
+    "hand-written updates of two tensors that are never cleared": """
+for t in range(2000):
+    loss = (a + b * x - y).pow(2).sum()
+    loss.backward()  # GL102
+    with torch.no_grad():
+        a -= learning_rate * a.grad
+        b -= learning_rate * b.grad
+""",
     "fill_ with a value sets the gradients the step applies (accelerate's tests fake them)": """
 for x, y in loader:
     loss_fn(model(x), y).backward()

@@ -163,6 +163,7 @@ class FunctionBuilder:
                 arms = Branch([then, otherwise], self.tracked_assumptions(statement.test))
                 return Seq([*flows, *self.expression(statement.test, context), arms])
             flows.extend(self.statement(statement, context))
+        flows = merge_manual_updates(flows)
         if not top:  # a function's own last `return` does not skip anything
             mark_skipping_clears(flows)
         return Seq(flows)
@@ -745,6 +746,22 @@ def selects_parameters(node: ast.If, parameter_loops: dict[str, str]) -> bool:
         and test_names <= set(parameter_loops)
         and not any(isinstance(s, exits) for s in own_statements([*node.body, *node.orelse]))
     )
+
+
+def merge_manual_updates(flows: list[Flow]) -> list[Flow]:
+    """`w -= lr * w.grad; b -= lr * b.grad`: hand-written updates of several tensors, one after the
+    other, are one step of all of them, not a second step re-applying what the first applied."""
+    merged: list[Flow] = []
+    for flow in flows:
+        previous = merged[-1] if merged else None
+        if is_manual_step(flow) and previous is not None and is_manual_step(previous):
+            continue
+        merged.append(flow)
+    return merged
+
+
+def is_manual_step(flow: Flow) -> bool:
+    return isinstance(flow, Event) and flow.kind is EventKind.STEP and flow.target == "manual"
 
 
 def fills_zero(call: ast.Call) -> bool:
