@@ -752,11 +752,13 @@ def merge_manual_updates(flows: list[Flow]) -> list[Flow]:
     """`w -= lr * w.grad; b -= lr * b.grad`: hand-written updates of several tensors, one after the
     other, are one step of all of them, not a second step re-applying what the first applied."""
     merged: list[Flow] = []
+    previous: Flow | None = None  # the last flow that is more than a read of .grad (the update's own)
     for flow in flows:
-        previous = merged[-1] if merged else None
         if is_manual_step(flow) and previous is not None and is_manual_step(previous):
             continue
         merged.append(flow)
+        if not (isinstance(flow, Event) and flow.kind is EventKind.GRAD_READ):
+            previous = flow
     return merged
 
 
