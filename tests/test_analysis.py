@@ -331,6 +331,166 @@ def train(model, loader):
 train(small, loader)
 train(large, loader)
 """,
+    "a called method that fetches the optimizer (not builds it) steps the gradients already there": """
+class Trainer:
+    def train_step(self, batch):
+        loss = self.forward(batch)
+        self.update()
+        return loss
+
+    def forward(self, batch):
+        for chunk in split(batch, self.max_batch_size):
+            self.accelerator.backward(self.model(chunk) * len(chunk) / len(batch))
+
+    def update(self):
+        optimizer = getattr(self, f"optim{self.index}")
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a loop that clears after its own steps re-applies only what was left before it": """
+for update in range(updates):
+    for x, y in loader:
+        optimizer.zero_grad()  # GL101
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    for i, (x, y) in enumerate(aux_loader):
+        (aux_loss(model(x), y) / accum_steps).backward()
+        if (i + 1) % accum_steps == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+""",
+    "an if on the parameter inside a parameter loop picks parameters, not paths (learn2learn)": """
+opt = torch.optim.AdamW(maml.parameters(), 0.001)
+for epoch in range(epochs):
+    opt.zero_grad()
+    for _ in range(meta_bsz):
+        meta_loss = training_step(split_batch(tasks.sample()), maml.clone())
+        meta_loss.backward()
+    with torch.no_grad():
+        for p in maml.parameters():
+            if p.grad is not None and p.requires_grad:
+                p.grad.data.mul_(1.0 / meta_bsz)
+    opt.step()
+""",
+    "an if on something else inside a parameter loop still leaves an unscaled path": """
+opt = torch.optim.AdamW(maml.parameters(), 0.001)
+for epoch in range(epochs):
+    opt.zero_grad()
+    for _ in range(meta_bsz):
+        meta_loss = training_step(split_batch(tasks.sample()), maml.clone())
+        meta_loss.backward()  # GL301
+    for p in maml.parameters():
+        if average_gradients:
+            p.grad.data.mul_(1.0 / meta_bsz)
+    opt.step()
+""",
+    "hand-written updates of two tensors, one after the other, are one step (PyTorch's tutorial)": """
+for t in range(2000):
+    loss = (a + b * x - y).pow(2).sum()
+    loss.backward()
+    with torch.no_grad():
+        a -= learning_rate * a.grad
+        b -= learning_rate * b.grad
+        a.grad = None
+        b.grad = None
+""",
+    "hand-written updates of two tensors with .data, cleared with fill_(0) (ProtoMAML)": """
+output_weight = init_weight.detach().requires_grad_()
+output_bias = init_bias.detach().requires_grad_()
+for _ in range(steps):
+    run_model(output_weight, output_bias, support).backward()
+    output_weight.data -= lr * output_weight.grad
+    output_bias.data -= lr * output_bias.grad
+    output_weight.grad.fill_(0)
+    output_bias.grad.fill_(0)
+""",
+    "hand-written updates of two tensors that are never cleared": """
+for t in range(2000):
+    loss = (a + b * x - y).pow(2).sum()
+    loss.backward()  # GL102
+    with torch.no_grad():
+        a -= learning_rate * a.grad
+        b -= learning_rate * b.grad
+""",
+    "fill_ with a value sets the gradients the step applies (accelerate's tests fake them)": """
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+    for p in model.parameters():
+        p.grad.fill_(0.01)
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+    "an optimizer built each iteration over a tensor made in it starts from no gradients": """
+for t in timesteps:
+    x_in = latents.detach().clone()
+    x_in.requires_grad = True
+    opt = torch.optim.SGD([x_in], lr=0.1)
+    guidance_loss(unet(x_in, t)).backward()
+    opt.step()
+    latents = x_in.detach()
+""",
+    "an optimizer built each iteration over a module built in it starts from no gradients": """
+for init in cases:
+    generator = CopyGenerator(**init)
+    trainable = {n: p for n, p in generator.named_parameters() if p.requires_grad}
+    generator(inputs).sum().backward()
+    optimizer = torch.optim.SGD(trainable.values(), 1)
+    optimizer.step()
+""",
+    "an optimizer built each iteration over the model's parameters still sums their gradients": """
+for x, y in loader:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn(model(x), y).backward()  # GL102
+    optimizer.step()
+""",
+    "an optimizer built each iteration over a tensor made before the loop sums its gradients": """
+x_in = latents.detach().clone().requires_grad_()
+for t in timesteps:
+    opt = torch.optim.SGD([x_in], lr=0.1)
+    guidance_loss(unet(x_in, t)).backward()  # GL102
+    opt.step()
+""",
+    "gradient cache: each micro-step's loss is over the whole window, its own part recomputed": """
+accum_images, accum_features = [], []
+for i, images in enumerate(loader):
+    with torch.no_grad():
+        accum_features.append(model(images))
+    accum_images.append(images)
+    if (i + 1) % accum_freq > 0:
+        continue
+    optimizer.zero_grad()
+    for j in range(accum_freq):
+        features = model(accum_images[j])
+        everything = torch.cat(accum_features[:j] + [features] + accum_features[j + 1 :])
+        loss = contrastive_loss(everything)
+        loss.backward()
+    optimizer.step()
+    accum_images, accum_features = [], []
+""",
+    "micro-batches sliced out of the batch by the loop variable are each a part: unscaled": """
+for x, y in loader:
+    optimizer.zero_grad()
+    for j in range(accum_steps):
+        xs, ys = x[j * mb : (j + 1) * mb], y[j * mb : (j + 1) * mb]
+        loss = loss_fn(model(xs), ys)
+        loss.backward()  # GL301
+    optimizer.step()
+""",
+    "the others' part dropped from a window is not the gradient cache": """
+for x, y in loader:
+    optimizer.zero_grad()
+    for j in range(accum_steps):
+        loss = loss_fn(model(x[:j]), y[:j])
+        loss.backward()  # GL301
+    optimizer.step()
+""",
+    "fill_(0) is a clear like zero_()": """
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+    for p in model.parameters():
+        p.grad.fill_(0)  # GL103
+    optimizer.step()
+""",
 }
 
 
@@ -351,3 +511,19 @@ def test_finding_names_both_lines_and_the_fix() -> None:
     assert "line 6" in finding.message and "for x, y in loader" in finding.message
     assert "move it into" in finding.message
     assert [related.location.line for related in finding.related] == [6]
+
+
+def test_leftover_gradients_are_blamed_on_the_gap_before_the_loop() -> None:
+    """The second loop clears after each of its steps: only its first step re-applies the first loop's
+    last gradients, and the fix is a clear before it, not moving the first loop's clear into it."""
+    source = CASES["a loop that clears after its own steps re-applies only what was left before it"]
+    [finding] = check_source(source)
+    assert "first" in finding.message and "line 7" in finding.message and "line 10" in finding.message
+    assert "before `for i, (x, y) in enumerate(aux_loader)` (line 7)" in finding.message
+    assert "move it into" not in finding.message and "sum of k backward" not in finding.message
+
+
+def test_a_range_loop_is_counted_by_its_bound() -> None:
+    source = CASES["an if on something else inside a parameter loop still leaves an unscaled path"]
+    [finding] = check_source(source)
+    assert "divide the loss by meta_bsz" in finding.message and "len(range(" not in finding.message

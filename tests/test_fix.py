@@ -420,3 +420,22 @@ def test_no_fix_is_offered_where_the_place_is_ambiguous(source: str) -> None:
     assert [f for f in findings if f.code in FIXERS], "the sample must have a fixable-code finding"
     fixed = fix_source(source, unsafe=True)
     assert (fixed.fixed, fixed.text) == (0, source)
+
+
+def test_no_gl101_fix_when_the_stepping_loop_already_clears_after_its_steps() -> None:
+    """Only the first step of the second loop re-applies what the first loop left: moving or copying the
+    first loop's clear after that step would add a second clear there and leave the leftover."""
+    source = (
+        "for update in range(updates):\n"
+        "    for x, y in loader:\n"
+        "        optimizer.zero_grad()\n"
+        "        loss_fn(model(x), y).backward()\n"
+        "        optimizer.step()\n"
+        "    for i, (x, y) in enumerate(aux_loader):\n"
+        "        (aux_loss(model(x), y) / accum_steps).backward()\n"
+        "        if (i + 1) % accum_steps == 0:\n"
+        "            optimizer.step()\n"
+        "            optimizer.zero_grad()\n"
+    )
+    assert [finding.code for finding in check_source(source)] == ["GL101"]
+    assert fix_source(source, unsafe=True).text == source

@@ -51,6 +51,7 @@ from gradlint.analysis.shapes import (
     root_path,
     specialise,
     unwrap_iterable,
+    uses_the_other_parts,
 )
 from gradlint.core import EventKind
 
@@ -89,6 +90,7 @@ class FunctionBuilder:
         # of n `elif`s (each nested in the last one's else) is read once, not n times
         self.steps_inside: dict[Flow, bool] = {}
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
+        self.fresh_registers: dict[Loop, list[Register]] = {}  # replayed at the top of each iteration
         body = self.body()
         # defs anywhere in this body, `def closure():` inside the training loop included
         self.nested = {s.name: s for s in own_statements(body) if isinstance(s, FunctionNode)}
@@ -165,6 +167,7 @@ class FunctionBuilder:
                 arms = Branch([then, otherwise], self.tracked_assumptions(statement.test))
                 return Seq([*flows, *self.expression(statement.test, context), arms])
             flows.extend(self.statement(statement, context))
+        flows = merge_manual_updates(flows)
         if not top:  # a function's own last `return` does not skip anything
             mark_skipping_clears(flows)
         return Seq(flows)
@@ -176,6 +179,10 @@ class FunctionBuilder:
             test = self.expression(node.test, context)
             then = self.block(node.body, replace(context, guard=node.test))
             otherwise = self.block(node.orelse, replace(context, guard=None))
+            if selects_parameters(node, context.parameter_loops):
+                # `for p in model.parameters(): if p.grad is not None: p.grad.mul_(c)`: the arms are
+                # for different parameters, and together they run for all of them
+                return [*test, then, otherwise]
             self.mark_clears_instead_of_steps(then, otherwise)
             return [*test, Branch([then, otherwise], self.tracked_assumptions(node.test))]
         if isinstance(node, (ast.For, ast.AsyncFor)):
@@ -240,13 +247,15 @@ class FunctionBuilder:
         loop.iterable = names.segment(self.lines, unwrap_iterable(node.iter))
         loop.count = accumulation_bound(node.iter)
         loop.draws_data = draws_data(node)
+        loop.whole_window = uses_the_other_parts(node)
         self.record_targets(node.target, node, (*context.loops, loop))
         body = self.block(node.body, replace(context, loops=(*context.loops, loop), guard=None))
         loop.accumulates = loop.accumulates or any(
             e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(body)
         )
         forgotten = tuple(sorted(assigned_paths(node) & self.index.tested_paths))
-        loop.body = Seq([Forget(forgotten), *body.items]) if forgotten else body
+        fresh: list[Flow] = list(self.fresh_registers.pop(loop, []))
+        loop.body = Seq([*fresh, Forget(forgotten), *body.items]) if forgotten else Seq([*fresh, *body.items])
         return [*iterable, loop, self.block(node.orelse, context)]
 
     def while_loop(self, node: ast.While, context: Context) -> list[Flow]:
@@ -258,6 +267,7 @@ class FunctionBuilder:
         loop.draws_data = draws_data(node)
         inner = replace(context, loops=(*context.loops, loop), guard=None)
         loop.body = Seq([*self.expression(node.test, inner), *self.block(node.body, inner).items])
+        loop.body.items[:0] = self.fresh_registers.pop(loop, [])
         loop.accumulates = loop.accumulates or any(
             e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(loop.body)
         )
@@ -316,9 +326,14 @@ class FunctionBuilder:
             ):
                 path = names.path_of(target)
                 if path:
-                    flows.append(
-                        Register(path, self.parameter_sources(value), names.callee_name(value) == "LBFGS")
+                    register = Register(
+                        path, self.parameter_sources(value), names.callee_name(value) == "LBFGS"
                     )
+                    flows.append(register)
+                    if self.new_in_this_iteration(value, register.sources, context):
+                        # its tensors are new each time round: the iteration starts with no gradients
+                        fresh = replace(register, fresh_parameters=True)
+                        self.fresh_registers.setdefault(context.loops[-1], []).append(fresh)
             elif (
                 isinstance(node, ast.Assign)
                 and isinstance(value, ast.Call)
@@ -553,6 +568,9 @@ class FunctionBuilder:
     def grad_method(self, node: ast.Call, callee: str, receiver: ast.expr, context: Context) -> list[Flow]:
         site = self.site(node)
         path, target = self.grad_owner(receiver, context)
+        if callee == "fill_" and not fills_zero(node):
+            # `p.grad.fill_(0.01)` sets the gradients the step is to apply, as `p.grad = g` does
+            return [Event(EventKind.GRAD_WRITE, site, path, target)]
         if callee in names.GRAD_CLEARS:
             return [Event(EventKind.CLEAR, site, path, target)]
         if callee in names.GRAD_SCALINGS:
@@ -749,6 +767,59 @@ class FunctionBuilder:
         paths = [names.path_of(argument) for argument in constructor.args]
         return next((path for path in paths if path is not None and self.is_optimizer(path)), None)
 
+    def new_in_this_iteration(
+        self, constructor: ast.Call, sources: tuple[str, ...], context: Context
+    ) -> bool:
+        """`SGD([x_in])` after `x_in = latents.detach().clone()`, or `SGD(net.parameters())` after
+        `net = Net()`, both in this iteration: the tensors are new each time round, and what earlier
+        iterations' backwards left in .grad is on tensors this optimizer does not hold."""
+        if not context.loops:
+            return False
+        params = constructor.args[0] if constructor.args else keyword(constructor, "params")
+        if isinstance(params, (ast.List, ast.Tuple)) and params.elts:
+            made = [self.made_in_this_iteration(e, context) for e in params.elts]
+            return all(
+                isinstance(v, ast.Call) and names.callee_name(v) in names.NEW_TENSOR_CALLS for v in made
+            )
+        made = [self.made_in_this_iteration(ast.Name(source), context) for source in sources]
+        return (
+            bool(made)
+            and all(  # a class built here (`Net()`), not a factory that may cache
+                isinstance(v, ast.Call) and names.callee_name(v)[:1].isupper() for v in made
+            )
+        )
+
+    def made_in_this_iteration(self, element: ast.expr, context: Context) -> ast.expr | None:
+        """The value `name = value` gave it last, when that was in the innermost loop around here."""
+        name = element.id if isinstance(element, ast.Name) else None
+        made = [  # `x_in = ...`, not `x_in.requires_grad = True`
+            (node, loops)
+            for node, loops in self.assignments.get(name or "", [])
+            if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+        ]
+        if not made or context.loops[-1] not in made[-1][1]:
+            return None
+        return made[-1][0].value
+
+    def fetched_locals(self) -> set[str]:
+        """Locals only ever bound to an object that exists already: `opt = self.opt`, `opts[i]`,
+        `getattr(self, f"optim{i}")` (a call, `make_optimizer()`, may build a new one)."""
+        return {
+            name
+            for name, assigned in self.assignments.items()
+            if all(
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and (
+                    isinstance(node.value, (ast.Attribute, ast.Subscript))
+                    or (isinstance(node.value, ast.Call) and names.callee_name(node.value) == "getattr")
+                )
+                for node, _ in assigned
+            )
+        }
+
     def site(self, node: ast.expr | ast.stmt) -> Site:
         return Site(location_of(node, self.lines), names.segment(self.lines, node))
 
@@ -770,6 +841,42 @@ class FunctionBuilder:
                 self.has_step(part) for part in parts(flow)
             )
         return self.steps_inside[flow]
+
+
+def selects_parameters(node: ast.If, parameter_loops: dict[str, str]) -> bool:
+    """An `if` inside a loop over parameters whose test reads only the parameter (`p.requires_grad`,
+    `p.grad is not None`, `"bias" in name`) and whose arms do not leave the loop early."""
+    test_names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
+    exits = (ast.Break, ast.Continue, ast.Return, ast.Raise)
+    return (
+        bool(test_names)
+        and test_names <= set(parameter_loops)
+        and not any(isinstance(s, exits) for s in own_statements([*node.body, *node.orelse]))
+    )
+
+
+def merge_manual_updates(flows: list[Flow]) -> list[Flow]:
+    """`w -= lr * w.grad; b -= lr * b.grad`: hand-written updates of several tensors, one after the
+    other, are one step of all of them, not a second step re-applying what the first applied."""
+    merged: list[Flow] = []
+    previous: Flow | None = None  # the last flow that is more than a read of .grad (the update's own)
+    for flow in flows:
+        if is_manual_step(flow) and previous is not None and is_manual_step(previous):
+            continue
+        merged.append(flow)
+        if not (isinstance(flow, Event) and flow.kind is EventKind.GRAD_READ):
+            previous = flow
+    return merged
+
+
+def is_manual_step(flow: Flow) -> bool:
+    return isinstance(flow, Event) and flow.kind is EventKind.STEP and flow.target == "manual"
+
+
+def fills_zero(call: ast.Call) -> bool:
+    """`fill_(0)`, `fill_(0.0)`, `fill_(value=0)`: a clear; any other value is a gradient of its own."""
+    value = call.args[0] if call.args else keyword(call, "value")
+    return isinstance(value, ast.Constant) and type(value.value) in (int, float) and value.value == 0
 
 
 def mark_skipping_clears(flows: list[Flow]) -> None:

@@ -36,6 +36,8 @@ class StaleStep:
     clear: Site | None  # the clear of this optimizer that runs too rarely, if there is one
     clear_loops: tuple[LoopSite, ...] = ()
     clear_on_path: bool = True  # False: the clear exists but not on the path to this step
+    # the step's own loop clears this optimizer too: only gradients left before that loop are stale
+    step_loop_clears: bool = False
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,8 @@ class Loop:
     # micro-batches are meant to add up across its iterations: it holds accelerate's accumulate(),
     # or a step under a counter (`if (i + 1) % n == 0:`)
     accumulates: bool = False
+    # each iteration's loss takes in the other iterations' cached outputs (`xs[:j] + [x] + xs[j + 1:]`)
+    whole_window: bool = False
 
 
 @dataclass(eq=False)
@@ -119,6 +121,7 @@ class Register:
     sources: tuple[str, ...]
     lbfgs: bool = False
     drives: str | None = None  # a learning-rate scheduler built here, for this optimizer (not one itself)
+    fresh_parameters: bool = False  # replayed at the top of an iteration that makes its tensors anew
 
 
 Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget]

@@ -9,6 +9,7 @@ run the callee's flow with its parameters bound to the caller's objects.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -37,6 +38,7 @@ from gradlint.analysis.flow import (
     Seq,
     Try,
     walk_effects,
+    walk_events,
 )
 from gradlint.analysis.order import EMPTY, ORDER_KINDS, Order, OrderInterpreter, end_iteration
 from gradlint.analysis.scope import MANUAL, ModuleIndex
@@ -438,8 +440,14 @@ class RootInterpreter(OrderInterpreter):
             frame.loops[-1] if call.guarded and frame.loops else frame.guarded_in,
         )
         # Each call makes its locals anew: the optimizer an earlier call built (or a sibling's, of
-        # the same name) holds none of the gradients this call's optimizer will step.
-        fresh = {key: frozenset({Grad()}) for key in state if key.startswith(callee.prefix)}
+        # the same name) holds none of the gradients this call's optimizer will step. A local the
+        # call only fetches (`optimizer = getattr(self, "optim0")`) is an old one, gradients and all.
+        fetched = builder.fetched_locals()
+        fresh = {
+            key: frozenset({Grad()})
+            for key in state
+            if key.startswith(callee.prefix) and split_root(key[len(callee.prefix) :])[0] not in fetched
+        }
         outcome = self.interpret(flow, {**state, **fresh} if fresh else state, callee)
         return Outcome(normal=join(outcome.normal, outcome.returns), raises=outcome.raises)
 
@@ -457,6 +465,8 @@ class RootInterpreter(OrderInterpreter):
             resolved for source in register.sources if (resolved := self.resolve(source, frame)) is not None
         }
         self.sources[key] = sources
+        if register.fresh_parameters and key in state:
+            return {**state, key: frozenset({Grad(assumed=v.assumed) for v in state[key]})}
         return state
 
     # --- events -----------------------------------------------------------------------------
@@ -625,16 +635,24 @@ class RootInterpreter(OrderInterpreter):
                 clear.site if clear else None,
                 tuple(loop.site for loop in clear_loops),
                 on_path,
+                self.loop_clears(frame.loops[-1], key, frame) if frame.loops[-1:] else False,
             )
+        )
+
+    def loop_clears(self, loop: Loop, key: str, frame: Frame) -> bool:
+        """Whether `loop`'s own body (not a helper it calls) clears the optimizer `key`."""
+        return any(
+            event.kind is EventKind.CLEAR and key in self.grad_keys(event, {key: frozenset()}, frame)
+            for event in walk_events(loop.body)
         )
 
     def unscaled(self, event: Event, display: str, value: Grad, frame: Frame) -> None:
         loop = value.repeat_loop
         assert loop is not None  # apply_step() reports only a value some loop repeated
         guard = event.guard
-        if not (loop.draws_data or loop.count or is_accumulation_guard(guard)):
+        if not (loop.draws_data or loop.count or is_accumulation_guard(guard)) or loop.whole_window:
             return
-        count = modulo_divisor(guard) or loop.count or (f"len({loop.iterable})" if loop.iterable else "")
+        count = modulo_divisor(guard) or loop.count or (length_of(loop.iterable) if loop.iterable else "")
         for backward in value.backwards:
             if backward.scaled or backward.retain_graph or not computes_loss_in(backward, loop):
                 continue
@@ -795,6 +813,12 @@ def split_root(path: str) -> tuple[str, str]:
 
 def related(model: str, source: str) -> bool:
     return model == source or source.startswith(model + ".") or model.startswith(source + ".")
+
+
+def length_of(iterable: str) -> str:
+    """`range(meta_bsz)` -> 'meta_bsz' (not `len(range(meta_bsz))`); `loader` -> 'len(loader)'."""
+    found = re.fullmatch(r"range\(([^,()]+)\)", iterable)
+    return found.group(1).strip() if found else f"len({iterable})"
 
 
 def modulo_divisor(guard: ast.expr | None) -> str | None:

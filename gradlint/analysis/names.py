@@ -123,6 +123,11 @@ COLLECTION_WORDS = {
 INPLACE_UPDATES = {"add_", "sub_", "copy_", "addcdiv_", "addcmul_", "mul_", "lerp_"}
 GRAD_SCALINGS = {"div_", "mul_", "true_divide_"}
 GRAD_CLEARS = {"zero_", "fill_"}
+# Calls that make a new tensor (a new leaf once it requires grad): it has no .grad yet.
+NEW_TENSOR_CALLS = {
+    "clone", "detach", "requires_grad_", "zeros", "ones", "randn", "rand", "empty", "full", "tensor",
+    "zeros_like", "ones_like", "randn_like", "rand_like", "empty_like", "full_like", "Parameter",
+}
 # A call to something we cannot see is assumed to touch the optimizer it receives, unless its
 # name says it only reads (precision first: silence beats a guess, but logging must not silence).
 HARMLESS_CALLEE_WORDS = {

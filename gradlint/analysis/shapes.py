@@ -274,6 +274,36 @@ def draws_data(node: ast.For | ast.AsyncFor | ast.While) -> bool:
     return False
 
 
+def uses_the_other_parts(node: ast.For | ast.AsyncFor) -> bool:
+    """`torch.cat(cached[:j] + [fresh] + cached[j + 1 :])` in `for j in ...`: micro-step j's loss is
+    over the whole window (gradient caching: the other micro-batches' outputs cached, its own part
+    recomputed with its graph), so the micro-steps' gradients add up to the window loss's, not to
+    a multiple of it."""
+    if not isinstance(node.target, ast.Name):
+        return False
+    variable = node.target.id
+
+    def mentions_variable(bound: ast.expr | None) -> bool:
+        return bound is not None and any(
+            isinstance(n, ast.Name) and n.id == variable for n in ast.walk(bound)
+        )
+
+    before: set[str] = set()  # `xs[:j]`
+    after: set[str] = set()  # `xs[j + 1:]`
+    for statement in own_statements(node.body):
+        for sub in ast.walk(statement):
+            if not (isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Slice)):
+                continue
+            container, part = names.path_of(sub.value), sub.slice
+            if container is None or part.step is not None:
+                continue
+            if part.lower is None and mentions_variable(part.upper):
+                before.add(container)
+            elif part.upper is None and mentions_variable(part.lower):
+                after.add(container)
+    return bool(before & after)
+
+
 def is_accumulation_guard(guard: ast.expr | None) -> bool:
     if guard is None:
         return False

@@ -104,6 +104,15 @@ def report(stale: StaleStep) -> Finding:
         frequency = "is skipped on some iterations"
         stepping = f"{code(step)} at line {step.location.line} is not"
         where = "clear on every iteration that steps"
+    if outer and stale.step_loop_clears and stale.clear_on_path:
+        # that loop clears after its steps: only its first step finds the gradients left before it
+        message = (
+            f"{code(step)} at line {step.location.line} re-applies, the first time {loop_phrase(outer[-1])} "
+            f"steps, gradients an earlier step already used: {code(clear)} {frequency} and nothing clears "
+            f"them before {loop_phrase(outer[0])}; clear before {loop_phrase(outer[0])}, as that loop "
+            f"does after its own steps"
+        )
+        return finding(RULE, clear, message, [(step, "this step re-applies stale gradients")])
     message = (
         f"{code(clear)} {frequency} but {stepping}: step k applies the sum of k backward passes' "
         f"gradients, re-applying gradients earlier steps already used; {where}, before the forward pass "

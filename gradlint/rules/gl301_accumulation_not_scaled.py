@@ -15,7 +15,9 @@ RULE = Rule(
         "(a step guarded by `if (i + 1) % n == 0`, an inner loop over micro-batches, or one step after a "
         "whole pass over the loader) while the loss given to `backward()` is not divided by the number "
         "of accumulated passes. Several losses backpropagated in one step by design (multi-task heads, "
-        "`retain_graph=True`) are not accumulation and are not reported."
+        "`retain_graph=True`) are not accumulation and are not reported, nor is gradient caching, where "
+        "each micro-step's loss is over the whole window (the other micro-batches' cached outputs, "
+        "`cached[:j] + [fresh] + cached[j + 1:]`): those gradients add up to the window loss's."
     ),
     why_bad=(
         "The update is n times the mean gradient's: in effect the learning rate is multiplied by the "
