@@ -15,6 +15,27 @@ from gradlint.checker import check_source
 HYGIENE_CODES = ["GL501", "GL502", "GL302", "GL303"]
 
 GRAPH_LEAKS = {
+    "a window's running loss started over after each step holds a bounded number of graphs": """
+running_loss = 0
+for idx, batch in enumerate(loader):
+    current_loss = loss_fn(model(batch)) * tokens(batch)
+    running_loss += current_loss
+    current_loss.backward()
+    if (idx + 1) % accumulation_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+        log(running_loss.detach().item())
+        running_loss = 0
+""",
+    "a reset before the loop only: every iteration's graph is kept": """
+running_loss = 0
+for idx, batch in enumerate(loader):
+    current_loss = loss_fn(model(batch))
+    running_loss += current_loss  # GL501
+    current_loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+""",
     "a loss summed as a tensor across batches": """
 total = 0.0
 for x, y in loader:
@@ -32,12 +53,24 @@ for x, y in loader:
     running = running + loss  # GL501
     smooth = 0.9 * smooth + 0.1 * loss  # GL501
 """,
-    "a reset under an if does not run every iteration": """
+    "a reset under an if bounds a backpropagated loss to a few bare graphs": """
 running = 0.0
 for i, (x, y) in enumerate(loader):
     loss = criterion(model(x), y)
     loss.backward()
-    running += loss  # GL501
+    running += loss
+    if i % 100 == 99:
+        print(running / 100)
+        running = 0.0
+""",
+    "a reset under an if still keeps a hundred whole graphs of forward passes never backpropagated": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+running = 0.0
+for i, (x, y) in enumerate(loader):
+    loss = criterion(model(x), y)
+    loss.backward()
+    optimizer.step()
+    running += model(probe).mean()  # GL501
     if i % 100 == 99:
         print(running / 100)
         running = 0.0

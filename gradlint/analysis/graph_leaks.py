@@ -8,7 +8,9 @@ of calling a model (an object whose `.parameters()` an optimizer gets, or that i
 `argmax()` and anything computed under `torch.no_grad()` do not carry one; an unknown function's
 result is assumed not to (precision first). An accumulation is `t += x`, `t = t + x`,
 `t.append(x)`, `t.extend(x)`, `t.add_(x)` inside a loop, with `x` carrying a graph and `t` not
-re-bound on every iteration of that loop. An accumulator that later reaches a backward pass
+re-bound on every iteration of that loop (nor, for a loss already backpropagated, anywhere in it:
+once `backward()` has freed its buffers, a window's `running_loss = 0` after the step bounds what
+it holds to a few graph nodes). An accumulator that later reaches a backward pass
 (`torch.stack(losses).mean().backward()`) or is returned holds its graphs on purpose.
 """
 
@@ -55,6 +57,7 @@ class Carried:
 
     origin: Site
     what: str  # `loss.backward()` / `model(x)`
+    backpropagated: bool = False  # backward() freed its saved tensors: only the nodes are kept
 
 
 State = dict  # name -> Carried, or None for a name known to hold no graph (computed under no_grad)
@@ -273,6 +276,8 @@ class FunctionLeaks:
         loop = loops[-1]
         if root in self.reaching(returned=False) or rebound_every_iteration(loop, path, root):
             return  # summed to be backpropagated together, or started over on every iteration
+        if carried.backpropagated and rebound_in(loop, path, root):
+            return  # bare graph nodes, and a bounded number of them
         if root in self.reaching(returned=True) and not draws_data(loop):
             return  # `for head in heads: total += ...; return total`: one loss for the caller
         self.leaks.add(
@@ -340,7 +345,7 @@ def backward_losses(body: list[ast.stmt], lines: list[str]) -> Iterator[tuple[st
         name = root_name(loss) if loss is not None else None
         if name is not None:
             site = Site(location_of(node, lines), names.segment(lines, node))
-            yield name, Carried(site, f"`{name}` (backpropagated at line {site.location.line})")
+            yield name, Carried(site, f"`{name}` (backpropagated at line {site.location.line})", True)
 
 
 def backward_argument(call: ast.Call) -> ast.expr | None:
@@ -392,14 +397,22 @@ def names_reaching(body: list[ast.stmt], returned: bool) -> set[str]:
 
 def rebound_every_iteration(loop: ast.For | ast.AsyncFor | ast.While, path: str, root: str) -> bool:
     """A plain assignment of the accumulator directly in the loop's body: it starts over each time."""
-    for statement in direct_statements(loop.body):
-        if isinstance(statement, (ast.Assign, ast.AnnAssign)):
-            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-            for target in targets:
-                assigned = names.path_of(target)
-                if assigned in (path, root) and not adds_to(statement.value, target):
-                    return True
-    return False
+    return any(is_restart(statement, path, root) for statement in direct_statements(loop.body))
+
+
+def is_restart(statement: ast.stmt, path: str, root: str) -> bool:
+    if not isinstance(statement, (ast.Assign, ast.AnnAssign)):
+        return False
+    targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+    return any(
+        names.path_of(target) in (path, root) and not adds_to(statement.value, target) for target in targets
+    )
+
+
+def rebound_in(loop: ast.For | ast.AsyncFor | ast.While, path: str, root: str) -> bool:
+    """A plain assignment of the accumulator anywhere in the loop's body (`running_loss = 0` after
+    each step): it holds the iterations since, not every iteration."""
+    return any(is_restart(statement, path, root) for statement in own_statements(loop.body))
 
 
 def direct_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:

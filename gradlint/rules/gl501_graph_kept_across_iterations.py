@@ -15,8 +15,10 @@ RULE = Rule(
         "output, or arithmetic on them) added into a variable that outlives the loop iteration: "
         "`total += loss`, `t = t + loss`, `losses.append(loss)`. Not reported: `loss.item()`, "
         "`loss.detach()`, `float(loss)`, accumulation under `torch.no_grad()` / `inference_mode()`, a "
-        "variable re-bound on every iteration, and losses collected on purpose to be backpropagated "
-        "together later (`torch.stack(losses).mean().backward()`) or returned to a caller."
+        "variable re-bound on every iteration, a backpropagated loss summed into a variable the loop "
+        "starts over (`running_loss = 0` after each step: `backward()` freed those graphs' buffers, and "
+        "only a window's worth of bare nodes is held), and losses collected on purpose to be "
+        "backpropagated together later (`torch.stack(losses).mean().backward()`) or returned to a caller."
     ),
     why_bad=(
         "`total + loss` is itself a node of the graph: `total` keeps a reference to every earlier "
