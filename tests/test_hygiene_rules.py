@@ -15,6 +15,17 @@ from gradlint.checker import check_source
 HYGIENE_CODES = ["GL501", "GL502", "GL302", "GL303"]
 
 GRAPH_LEAKS = {
+    "an optimizer built over a backpropagated tensor holds no graph, nor do its learning rates": """
+p = torch.nn.Parameter(torch.zeros(0))
+opt = torch.optim.SGD([p], lr=5)
+sched = LRMultiplier(opt, multiplier, 30)
+p.sum().backward()
+opt.step()
+lrs = [0.005]
+for _ in range(30):
+    sched.step()
+    lrs.append(opt.param_groups[0]["lr"])
+""",
     "a window's running loss started over after each step holds a bounded number of graphs": """
 running_loss = 0
 for idx, batch in enumerate(loader):

@@ -315,6 +315,8 @@ class FunctionLeaks:
     def call_carries(self, node: ast.Call, state: State) -> Carried | None:
         func = node.func
         path = names.path_of(func) or ""
+        if names.is_optimizer_constructor(node) or names.is_scheduler_constructor(node):
+            return None  # holds the tensors it is given, and their .grad, but no graph
         if path in self.models:
             site = self.site(node)
             return Carried(site, f"`{site.text}` (line {site.location.line})")
