@@ -234,6 +234,37 @@ evaluate(model, loader)
 }
 
 MODES = {
+    "a second model trained by the same function starts its loops anew": """
+def epoch_iteration(net, optimizer, loader):
+    net.train()
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss_fn(net(x), y).backward()
+        optimizer.step()
+    return test_model(net, val_loader)
+
+def test_model(net, loader):
+    net.eval()
+    with torch.no_grad():
+        return sum(net(x).sum().item() for x, y in loader)
+
+def train_model(net, optim_func, epochs):
+    if exists(net):
+        results = read_results()
+    else:
+        optimizer = optim_func(net.parameters())
+        results = None
+        for epoch in range(epochs):
+            epoch_iteration(net, optimizer, train_loader)
+    if results is None:
+        results = test_model(net, test_loader)
+    return results
+
+first = make_model()
+train_model(first, make_sgd, 40)
+second = make_model()
+train_model(second, make_adam, 40)
+""",
     "eval in the epoch loop, train only before it": """
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 model.train()

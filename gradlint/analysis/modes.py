@@ -226,6 +226,7 @@ class ModeAnalysis:
         if isinstance(node, (ast.For, ast.AsyncFor)):
             state = self.expression(node.iter, state, frame)
         inner = frame._replace(loops=(*frame.loops, node))
+        state = entered(state, node)
         head, after, returns = state, state, None  # the body may run zero times
         for _ in range(MAX_PASSES):
             outcome = self.block(node.body, head, inner)
@@ -453,6 +454,20 @@ def go_round(state: State | None, loop: ast.AST) -> State | None:
     return {
         k: frozenset(
             v._replace(went_round=v.went_round | {loop}) if v.mode == "eval" and loop in v.set_in else v
+            for v in values
+        )
+        for k, values in state.items()
+    }
+
+
+def entered(state: State, loop: ast.AST) -> State:
+    """Starting a loop anew (a function called again): an eval() an earlier run of it set was set
+    before this run, like one at the top of the epoch, and has gone round none of its iterations."""
+    return {
+        k: frozenset(
+            v._replace(went_round=v.went_round - {loop}, set_in=tuple(x for x in v.set_in if x is not loop))
+            if loop in v.set_in
+            else v
             for v in values
         )
         for k, values in state.items()
