@@ -84,6 +84,13 @@ def train(model, opt_a, opt_b, scheduler, loader):
         scheduler.step()
         opt_b.step()
 """,
+    "a scheduler told which step it is on sets that rate, whenever it runs": """
+for index, (x, y) in enumerate(loader):
+    scheduler.step(epoch=index)
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+""",
     # --- GL203 -----------------------------------------------------------------------------------
     "step before backward without any clear": """
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

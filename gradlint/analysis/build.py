@@ -602,6 +602,8 @@ class FunctionBuilder:
                 )
             ]
         if self.role(receiver_path, "scheduler", names.is_scheduler_name):
+            if keyword(node, "epoch") is not None:
+                return []  # `step(epoch=n)` sets the rate of step n: it does not run a step ahead
             return [
                 Event(
                     EventKind.SCHEDULER_STEP,
