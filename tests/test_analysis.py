@@ -302,6 +302,14 @@ for epoch in range(epochs):
     for scheduler in schedulers:
         scheduler.step(closure())
 """,
+    "steps with no backward pass since the last one re-apply nothing this code computed": """
+model = torch.nn.Linear(2, 4)
+optimizer = torch.optim.AdamW(model.parameters(), lr=10.0)
+for i in range(10):
+    optimizer.step()
+    scheduler.step()
+model(x).sum().backward()
+""",
     "two functions' optimizers of one name are two optimizers": """
 def train_baseline():
     model, optimizer, loader = get_training_utilities()

@@ -595,7 +595,7 @@ class RootInterpreter(OrderInterpreter):
         for value in state[key]:
             if value.unknown:
                 continue
-            if value.applied:
+            if value.applied and value.pending:  # no backward since: .grad holds nothing of ours
                 self.stale(event, display, key, value, frame)
             elif value.pending == MANY and value.repeat_loop is not None and not value.grads_scaled:
                 self.unscaled(event, display, value, frame)
