@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gradlint.core import Finding
 from gradlint.runtime.tracer import (
@@ -138,6 +139,14 @@ def _backward_sites(trace: Trace, ids: frozenset[int] | set[int]) -> list[Site]:
     return [site for backward in sorted(ids) for site in trace.backwards[backward].sites]
 
 
+def _gather(by_line: dict[int, tuple[list[Any], set[int]]], where: tuple[int, set[int]], record: Any) -> None:
+    """File `record` under the script line it is reported at, with every line it involves."""
+    main, lines = where
+    records, all_lines = by_line.setdefault(main, ([], set()))
+    records.append(record)
+    all_lines.update(lines)
+
+
 def _describe_lines(lines: Sequence[int]) -> str:
     unique = sorted(set(lines))
     if not unique:
@@ -260,11 +269,8 @@ def _unscaled_steps(trace: Trace, script: _Script) -> list[Violation]:
         if len(first_of_forward) < 2 or total_scale <= UNSCALED_SUM:
             continue
         fresh = [record.id for record in first_of_forward.values()]
-        main, lines = _where(script, step.sites, _backward_sites(trace, set(fresh)))
-        seen, all_lines = by_line.get(main, ([], set()))
-        seen.append((step, len(first_of_forward), total_scale))
-        all_lines.update(lines)
-        by_line[main] = (seen, all_lines)
+        where = _where(script, step.sites, _backward_sites(trace, set(fresh)))
+        _gather(by_line, where, (step, len(first_of_forward), total_scale))
     found = []
     for line, (seen, lines) in by_line.items():
         step, count, total = max(seen, key=lambda item: item[1])
@@ -327,11 +333,7 @@ def _steps_before_backwards(trace: Trace, script: _Script) -> list[Violation]:
         )
         if backward is None:
             continue
-        main, lines = _where(script, step.sites, backward.sites)
-        steps, all_lines = by_line.get(main, ([], set()))
-        steps.append(step)
-        all_lines.update(lines)
-        by_line[main] = (steps, all_lines)
+        _gather(by_line, _where(script, step.sites, backward.sites), step)
     found = []
     for line, (steps, lines) in by_line.items():
         evidence = (
@@ -347,11 +349,7 @@ def _scaled_steps(trace: Trace, script: _Script) -> list[Violation]:
     for step in trace.steps:
         if not step.amp_scaled:
             continue
-        main, lines = _where(script, step.sites, _backward_sites(trace, step.summed))
-        steps, all_lines = by_line.get(main, ([], set()))
-        steps.append(step)
-        all_lines.update(lines)
-        by_line[main] = (steps, all_lines)
+        _gather(by_line, _where(script, step.sites, _backward_sites(trace, step.summed)), step)
     found = []
     for line, (steps, lines) in by_line.items():
         evidence = (
@@ -430,10 +428,7 @@ def _kept_graphs(trace: Trace, script: _Script) -> list[Violation]:
 def _eval_mode_backwards(trace: Trace, script: _Script) -> list[Violation]:
     by_line: dict[int, tuple[list[EvalModeRecord], set[int]]] = {}
     for record in trace.eval_mode_backwards.values():
-        line, lines = _where(script, record.mode_sites, trace.backwards[record.backward].sites)
-        records, all_lines = by_line.setdefault(line, ([], set()))
-        records.append(record)
-        all_lines.update(lines)
+        _gather(by_line, _where(script, record.mode_sites, trace.backwards[record.backward].sites), record)
     found = []
     for line, (records, lines) in by_line.items():
         backward_lines = script.lines(_backward_sites(trace, {r.backward for r in records}))
