@@ -116,8 +116,9 @@ def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | No
 
 def findings_of(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None) -> list[Finding]:
     rules = selected_rules(resolve_codes(select=codes))
+    wanted = {rule.RULE.code for rule in rules}
     try:
-        facts = allowing_deep_recursion(lambda: analyse(tree, lines))
+        facts = allowing_deep_recursion(lambda: analyse(tree, lines, wanted))
     except RecursionError:
         raise SourceError(f"cannot analyse: {TOO_DEEP} (RecursionError)") from None
     findings = {finding for rule in rules for finding in rule.check(facts)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from gradlint.analysis import interpret
 from gradlint.analysis.data_parallel import find_data_parallel
@@ -15,8 +15,9 @@ from gradlint.analysis.modes import find_eval_during_training
 __all__ = ["analyse"]
 
 
-def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
-    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3)."""
+def analyse(tree: ast.Module, lines: Sequence[str], codes: Collection[str] | None = None) -> Facts:
+    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3),
+    each only when its rule is among `codes` (None: every rule): each walks the whole tree again."""
     facts = interpret.analyse(tree, lines)
     lines = list(lines)
     text = "\n".join(lines)
@@ -25,14 +26,17 @@ def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
         """A cheap necessary condition: identifiers can be spelt otherwise only outside ASCII."""
         return not text.isascii() or any(word in text for word in words)
 
-    if mentions("backward("):
+    def wanted(code: str) -> bool:
+        return codes is None or code in codes
+
+    if wanted("GL501") and mentions("backward("):
         facts.graph_leaks |= find_graph_leaks(tree, lines)
-    if mentions("backward") and mentions("eval", "train"):
+    if wanted("GL502") and mentions("backward") and mentions("eval", "train"):
         facts.eval_during_training |= find_eval_during_training(tree, lines)
-    if mentions("DistributedDataParallel", "DDP"):
+    if wanted("GL303") and mentions("DistributedDataParallel", "DDP"):
         wraps, skips_sync = find_data_parallel(tree, lines)
         facts.data_parallel |= wraps
         facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
-    if mentions("%") and mentions("step"):
+    if wanted("GL302") and mentions("%") and mentions("step"):
         facts.unflushed |= find_unflushed_windows(tree, lines)
     return facts

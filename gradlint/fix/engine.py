@@ -79,7 +79,7 @@ def offered_fixes(text: str, findings: Sequence[Finding], unsafe: bool) -> Offer
         tree = Tree(text)
     except (cst.ParserSyntaxError, SyntaxError, RecursionError):
         return None  # what libcst cannot read, it cannot rewrite
-    facts = analyse(tree.syntax, text.splitlines())
+    facts = analyse(tree.syntax, text.splitlines(), set(FIXERS))
     fixes: list[Fix] = []
     seen: set[tuple[str, object]] = set()
     held_back: set[tuple[str, object]] = set()
