@@ -272,7 +272,9 @@ class _Stops:
         event also lands on the `try:` line itself, outside it, and ends the loop around it."""
 
         def stop(frame: FrameType, event: str, arg: object) -> Any:
-            if event == "line" and not in_standard_library(frame) and self.program_is_running(frame):
+            # the script's own lines only: a line of a finalizer or a weakref callback that runs
+            # meanwhile cannot pass an exception on, and Python prints it as "Exception ignored"
+            if event == "line" and frame.f_code.co_filename in self.names and self.program_is_running(frame):
                 raise _StopRun("timeout")
             return stop
 
