@@ -535,3 +535,23 @@ def test_a_range_loop_is_counted_by_its_bound() -> None:
     source = CASES["an if on something else inside a parameter loop still leaves an unscaled path"]
     [finding] = check_source(source)
     assert "divide the loss by meta_bsz" in finding.message and "len(range(" not in finding.message
+
+
+@pytest.mark.parametrize("optimizer", ["optimizer", "a", "zz"])
+def test_of_two_clears_that_drop_the_gradients_the_first_is_named_whatever_the_names(optimizer: str) -> None:
+    """Each path reports its own clear; which one the finding names must not depend on how the
+    names sort (found by tests/test_fuzz.py: `model.zero_grad()` sorts before `optimizer.`)."""
+    source = f"""\
+for x in loader:
+    if flag:
+        {optimizer}.zero_grad()
+    loss.backward()
+    if flag:
+        {optimizer}.zero_grad()
+    else:
+        model.zero_grad()
+"""
+    [finding] = check_source(f"{optimizer} = torch.optim.SGD(model.parameters())\n" + source)
+    assert finding.code == "GL201"
+    assert f"`{optimizer}.zero_grad()` at line 7 throws them away" in finding.message
+    assert [related.location.line for related in finding.related] == [7]

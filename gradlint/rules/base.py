@@ -19,9 +19,10 @@ def finding(rule: Rule, site: Site, message: str, related: Iterable[tuple[Site, 
 
 
 def one_per_place(findings: Iterable[Finding]) -> list[Finding]:
-    """Paths through loops and helpers can report one line several times: keep the first by position."""
+    """Paths through loops and helpers can report one line several times: keep the first by position,
+    then by the positions of the lines it names (never by its text, which holds the user's names)."""
     chosen: dict[tuple[str, object], Finding] = {}
-    for item in sorted(findings, key=lambda f: (f.location, f.message)):
+    for item in sorted(findings, key=lambda f: (f.location, [r.location for r in f.related], f.message)):
         chosen.setdefault((item.code, item.location), item)
     return list(chosen.values())
 
