@@ -25,6 +25,7 @@ from gradlint.analysis.flow import (
     prune,
     walk_events,
 )
+from gradlint.analysis.nodes import children, walk
 from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds
 from gradlint.analysis.shapes import (
     FunctionNode,
@@ -210,7 +211,7 @@ class FunctionBuilder:
             return self.assignment(node, context)
         return [
             flow
-            for child in ast.iter_child_nodes(node)
+            for child in children(node)
             if isinstance(child, ast.expr)
             for flow in self.expression(child, context)
         ]
@@ -235,7 +236,7 @@ class FunctionBuilder:
             model = parameters_owner(node.iter)
             if model:
                 inner.parameter_loops.update(
-                    {n.id: model for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+                    {n.id: model for n in walk(node.target) if isinstance(n, ast.Name)}
                 )
             return [*iterable, self.block(node.body, inner), self.block(node.orelse, context)]
         header = f"for {names.segment(self.lines, node.target)} in {names.segment(self.lines, node.iter)}"
@@ -354,7 +355,7 @@ class FunctionBuilder:
             return [Event(kind, site, owner[0], owner[1])]
         if isinstance(value, ast.Constant) and value.value is None:
             return [Event(EventKind.CLEAR, site, owner[0], owner[1])]
-        reads_grad = any(is_grad_access(n) for n in ast.walk(value))
+        reads_grad = any(is_grad_access(n) for n in walk(value))
         if reads_grad and isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Div, ast.Mult)):
             return [Event(EventKind.SCALE, site, owner[0], owner[1])]
         return [*self.expression(value, context), Event(EventKind.GRAD_WRITE, site, owner[0], owner[1])]
@@ -373,7 +374,7 @@ class FunctionBuilder:
         return None
 
     def record_targets(self, target: ast.AST, node: ast.AST, loops: tuple[Loop, ...]) -> None:
-        for sub in ast.walk(target):
+        for sub in walk(target):
             if isinstance(sub, ast.Name):
                 self.assignments.setdefault(sub.id, []).append((node, loops))
 
@@ -397,7 +398,7 @@ class FunctionBuilder:
             return []
         return [
             flow
-            for child in ast.iter_child_nodes(node)
+            for child in children(node)
             if isinstance(child, ast.expr)
             for flow in self.expression(child, context)
         ]
@@ -410,7 +411,7 @@ class FunctionBuilder:
             model = parameters_owner(generator.iter)
             if model:
                 context.parameter_loops.update(
-                    {n.id: model for n in ast.walk(generator.target) if isinstance(n, ast.Name)}
+                    {n.id: model for n in walk(generator.target) if isinstance(n, ast.Name)}
                 )
         parts = [*(g.iter for g in node.generators), *(c for g in node.generators for c in g.ifs)]
         parts += [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
@@ -526,7 +527,7 @@ class FunctionBuilder:
             isinstance(retain, ast.Constant) and not retain.value
         )
         if loss is not None:
-            event.forward_inline = any(isinstance(n, ast.Call) for n in ast.walk(loss))
+            event.forward_inline = any(isinstance(n, ast.Call) for n in walk(loss))
             event.scaled = event.scaled or is_scaled(loss)
             event.loss_name = root_name(loss)
         else:
@@ -747,7 +748,7 @@ class FunctionBuilder:
         seen_names: set[str] = set()
         while pending:
             node = pending.pop()
-            for sub in ast.walk(node):
+            for sub in walk(node):
                 if isinstance(sub, ast.Call) and names.callee_name(sub) in ("parameters", "named_parameters"):
                     owner = names.path_of(sub.func.value) if isinstance(sub.func, ast.Attribute) else None
                     if owner:
@@ -848,7 +849,7 @@ class FunctionBuilder:
 def selects_parameters(node: ast.If, parameter_loops: dict[str, str]) -> bool:
     """An `if` inside a loop over parameters whose test reads only the parameter (`p.requires_grad`,
     `p.grad is not None`, `"bias" in name`) and whose arms do not leave the loop early."""
-    test_names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
+    test_names = {n.id for n in walk(node.test) if isinstance(n, ast.Name)}
     exits = (ast.Break, ast.Continue, ast.Return, ast.Raise)
     return (
         bool(test_names)

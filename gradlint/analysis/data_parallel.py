@@ -7,6 +7,7 @@ import ast
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import DataParallelWrap, Site
+from gradlint.analysis.nodes import walk
 from gradlint.analysis.scope import location_of
 
 DATA_PARALLEL_CONSTRUCTORS = {"DistributedDataParallel", "DDP"}
@@ -18,7 +19,7 @@ def find_data_parallel(tree: ast.Module, lines: list[str]) -> tuple[set[DataPara
     """The DDP wraps of the module, and whether it skips gradient syncs anywhere."""
     wraps: set[DataParallelWrap] = set()
     skips = False
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in SYNC_SKIPPING:
             skips = True
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):

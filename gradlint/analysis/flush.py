@@ -16,6 +16,7 @@ from typing import Union
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import Site, UnflushedWindow
+from gradlint.analysis.nodes import walk
 from gradlint.analysis.scope import location_of, loop_site
 from gradlint.analysis.shapes import (
     FunctionNode,
@@ -34,7 +35,7 @@ def find_unflushed_windows(tree: ast.Module, lines: list[str]) -> set[UnflushedW
     found: set[UnflushedWindow] = set()
     repeated_calls: dict[str, bool] | None = None  # computed only if a window needs its callers
     bodies: list[tuple[str | None, list[ast.stmt]]] = [(None, module_statements(tree))]
-    bodies += [(node.name, node.body) for node in ast.walk(tree) if isinstance(node, FunctionNode)]
+    bodies += [(node.name, node.body) for node in walk(tree) if isinstance(node, FunctionNode)]
     for name, body in bodies:
         for loop, outer, after, before in loops_with_context(body):
             step = guarded_step(loop)
@@ -93,7 +94,7 @@ def guarded_step(loop: ast.For | ast.AsyncFor) -> ast.If | None:
 def flushed(guard: ast.If, loop: ast.For | ast.AsyncFor) -> bool:
     """The guard also fires at the end, or the loop's length is a multiple of the count."""
     test = guard.test
-    if any(isinstance(n, ast.Call) and names.callee_name(n) == "len" for n in ast.walk(test)):
+    if any(isinstance(n, ast.Call) and names.callee_name(n) == "len" for n in walk(test)):
         return True
     if names.has_word(test, END_WORDS):
         return True
@@ -112,13 +113,13 @@ def flushed(guard: ast.If, loop: ast.For | ast.AsyncFor) -> bool:
             and isinstance(n.op, ast.Mult)
             and bound in (ast.dump(n.left), ast.dump(n.right))
             for argument in iterable.args
-            for n in ast.walk(argument)
+            for n in walk(argument)
         )
     return False
 
 
 def modulo_of(test: ast.expr) -> ast.expr:
-    for node in ast.walk(test):
+    for node in walk(test):
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
             return node.right
     return test
@@ -157,7 +158,7 @@ def first_backward(loop: ast.For | ast.AsyncFor) -> ast.Call | None:
 def calls_inside_loops(tree: ast.Module) -> dict[str, bool]:
     """Functions called inside a loop -> whether that loop's body also steps or clears around the call."""
     found: dict[str, bool] = {}
-    for loop in ast.walk(tree):
+    for loop in walk(tree):
         if not isinstance(loop, (*LoopNode, ast.While)):
             continue
         resetting = [resets([statement]) for statement in loop.body]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import GraphLeak, Site
+from gradlint.analysis.nodes import children, walk
 from gradlint.analysis.scope import location_of, loop_site
 from gradlint.analysis.shapes import (
     FunctionNode,
@@ -100,7 +101,7 @@ class ModuleShape:
         pending: list[tuple[ast.AST, ast.FunctionDef | ast.AsyncFunctionDef | None]] = [(tree, None)]
         while pending:
             node, owner = pending.pop()
-            for child in ast.iter_child_nodes(node):
+            for child in children(node):
                 child_owner = child if isinstance(child, FunctionNode) else owner
                 if isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
                     looping[owner] = None
@@ -131,7 +132,7 @@ def called_with_grad(tree: ast.Module, backpropagating: set[ast.AST | None]) -> 
     pending: list[tuple[ast.AST, bool]] = [(tree, True)]
     while pending:
         node, enabled = pending.pop()
-        for child in ast.iter_child_nodes(node):
+        for child in children(node):
             child_enabled = enabled
             if isinstance(child, FunctionNode):
                 child_enabled = child in backpropagating and not runs_without_grad(child)
@@ -379,9 +380,9 @@ def names_reaching(body: list[ast.stmt], returned: bool) -> set[str]:
     used: set[str] = set()
     for node in own_nodes(body):
         if returned and isinstance(node, ast.Return) and node.value is not None:
-            used |= {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
+            used |= {n.id for n in walk(node.value) if isinstance(n, ast.Name)}
         if not returned and isinstance(node, ast.Call) and names.callee_name(node) in BACKWARDS:
-            used |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            used |= {n.id for n in walk(node) if isinstance(n, ast.Name)}
     assignments = [
         s for s in own_statements(body) if isinstance(s, (ast.Assign, ast.AugAssign, ast.AnnAssign))
     ]
@@ -390,7 +391,7 @@ def names_reaching(body: list[ast.stmt], returned: bool) -> set[str]:
         for statement in assignments:
             targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
             if any(isinstance(t, ast.Name) and t.id in used for t in targets) and statement.value is not None:
-                grown |= {n.id for n in ast.walk(statement.value) if isinstance(n, ast.Name)}
+                grown |= {n.id for n in walk(statement.value) if isinstance(n, ast.Name)}
         if grown == used:
             break
         used = grown
@@ -430,7 +431,7 @@ def adds_to(value: ast.expr | None, target: ast.expr) -> bool:
     path = names.path_of(target)
     if path is None or not isinstance(value, ast.BinOp) or not isinstance(value.op, (ast.Add, ast.Sub)):
         return False
-    return any(names.path_of(n) == path for side in (value.left, value.right) for n in ast.walk(side))
+    return any(names.path_of(n) == path for side in (value.left, value.right) for n in walk(side))
 
 
 def computes(value: ast.expr) -> bool:
@@ -446,7 +447,7 @@ def computes(value: ast.expr) -> bool:
 
 
 def forget(state: State, target: ast.expr) -> State:
-    assigned = {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    assigned = {n.id for n in walk(target) if isinstance(n, ast.Name)}
     if not assigned & state.keys():
         return state
     return {name: carried for name, carried in state.items() if name not in assigned}

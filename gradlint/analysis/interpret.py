@@ -40,6 +40,7 @@ from gradlint.analysis.flow import (
     walk_effects,
     walk_events,
 )
+from gradlint.analysis.nodes import walk
 from gradlint.analysis.order import EMPTY, ORDER_KINDS, Order, OrderInterpreter, end_iteration
 from gradlint.analysis.scope import MANUAL, ModuleIndex
 from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, parameters
@@ -824,7 +825,7 @@ def length_of(iterable: str) -> str:
 def modulo_divisor(guard: ast.expr | None) -> str | None:
     if guard is None:
         return None
-    for node in ast.walk(guard):
+    for node in walk(guard):
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
             return names.segment([], node.right)
     return None

@@ -18,6 +18,7 @@ from typing import NamedTuple, Union
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import EvalDuringTraining, Site
+from gradlint.analysis.nodes import children, walk
 from gradlint.analysis.scope import location_of, loop_site
 from gradlint.analysis.shapes import (
     FunctionNode,
@@ -75,7 +76,7 @@ def find_eval_during_training(tree: ast.Module, lines: list[str]) -> set[EvalDur
 
 
 def sets_eval_mode(tree: ast.Module) -> bool:
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    calls = [n for n in walk(tree) if isinstance(n, ast.Call)]
     backward = any(names.callee_name(c) in ("backward", "manual_backward") for c in calls)
     return backward and any(mode_call(c) == "eval" for c in calls)
 
@@ -99,7 +100,7 @@ class ModeAnalysis:
         self.tree = tree
         self.lines = lines
         self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
-        for node in ast.walk(tree):
+        for node in walk(tree):
             if isinstance(node, FunctionNode):
                 self.functions.setdefault(node.name, []).append(node)
         self.relevant = self.relevant_functions()
@@ -134,7 +135,7 @@ class ModeAnalysis:
         return relevant
 
     def run(self) -> set[EvalDuringTraining]:
-        called = {names.callee_name(n) for n in ast.walk(self.tree) if isinstance(n, ast.Call)}
+        called = {names.callee_name(n) for n in walk(self.tree) if isinstance(n, ast.Call)}
         roots: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef | None, list[ast.stmt]]] = [
             (None, module_statements(self.tree))
         ]
@@ -213,7 +214,7 @@ class ModeAnalysis:
             return Outcome(continues=state)
         if isinstance(node, ast.Raise):
             return Outcome()
-        for child in ast.iter_child_nodes(node):
+        for child in children(node):
             if isinstance(child, ast.expr):
                 state = self.expression(child, state, frame)
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -247,7 +248,7 @@ class ModeAnalysis:
     def expression(self, node: ast.expr | None, state: State, frame: Frame) -> State:
         if node is None or isinstance(node, ast.Lambda):
             return state
-        for child in ast.iter_child_nodes(node):
+        for child in children(node):
             if isinstance(child, ast.expr):
                 state = self.expression(child, state, frame)
         if isinstance(node, ast.Call):
@@ -323,7 +324,7 @@ class ModeAnalysis:
     def learn_trained(self, node: ast.Call, frame: Frame) -> None:
         """`Adam(model.parameters())`, `create_optimizer(model.named_parameters())`: model is trained."""
         for argument in (*node.args, *(k.value for k in node.keywords)):
-            for sub in ast.walk(argument):
+            for sub in walk(argument):
                 if (
                     isinstance(sub, ast.Call)
                     and isinstance(sub.func, ast.Attribute)
@@ -398,7 +399,7 @@ def module_itself(node: ast.expr) -> ast.expr:
 def trained_paths(tree: ast.Module) -> set[str]:
     """`m` in `Adam(m.parameters())` or `m.train()` anywhere in the module."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
         path = names.path_of(module_itself(node.func.value))
@@ -425,7 +426,7 @@ def inside(loop: ast.AST, site: Site) -> bool:
 
 
 def is_method(function: ast.AST, tree: ast.Module) -> bool:
-    return any(isinstance(node, ast.ClassDef) and function in node.body for node in ast.walk(tree))
+    return any(isinstance(node, ast.ClassDef) and function in node.body for node in walk(tree))
 
 
 def join(a: State | None, b: State | None) -> State | None:

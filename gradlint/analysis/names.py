@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import re
 
+from gradlint.analysis.nodes import walk
+
 OPTIMIZER_WORDS = {"opt", "optim", "optimizer", "optimiser", "optimizers", "optims", "opts"}
 SCHEDULER_WORDS = {"sched", "scheduler", "schedulers", "warmup", "swa", "plateau", "schedule"}
 SCALER_WORDS = {"scaler", "grad_scaler", "gradscaler"}
@@ -250,7 +252,7 @@ def is_scaler_constructor(call: ast.Call) -> bool:
 
 def has_word(node: ast.AST, vocabulary: set[str]) -> bool:
     """Whether any name or attribute inside `node` has a word from `vocabulary`."""
-    for sub in ast.walk(node):
+    for sub in walk(node):
         if isinstance(sub, ast.Name) and words(sub.id) & vocabulary:
             return True
         if isinstance(sub, ast.Attribute) and words(sub.attr) & vocabulary:

@@ -27,6 +27,7 @@ from gradlint.analysis.facts import (
     StepBeforeBackward,
 )
 from gradlint.analysis.flow import Event, Loop
+from gradlint.analysis.nodes import walk
 from gradlint.analysis.scope import MANUAL
 from gradlint.core import EventKind
 
@@ -89,7 +90,7 @@ def reads_loop_variable(guard: ast.expr | None, loop: Loop) -> bool:
     if guard is None:
         return False
     variables = set(_IDENTIFIER.findall(loop.site.variable))
-    return any(isinstance(n, ast.Name) and n.id in variables for n in ast.walk(guard))
+    return any(isinstance(n, ast.Name) and n.id in variables for n in walk(guard))
 
 
 def name_tag(key: str) -> frozenset[str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from gradlint.analysis import names
 from gradlint.analysis.facts import LoopSite
+from gradlint.analysis.nodes import children, walk
 from gradlint.analysis.shapes import (
     TEST_KEY,
     FunctionNode,
@@ -85,7 +86,7 @@ class ModuleIndex:
         stack: list[tuple[ast.AST, ast.AST | None, bool]] = [(self.tree, None, False)]
         while stack:
             node, owner, in_loop = stack.pop()
-            for child in ast.iter_child_nodes(node):
+            for child in children(node):
                 child_owner = owner
                 child_in_loop = in_loop or isinstance(child, (ast.For, ast.AsyncFor, ast.While))
                 if isinstance(child, (*FunctionNode, ast.ClassDef)):
@@ -132,7 +133,7 @@ class ModuleIndex:
         """No gradient attribute and no call to a function of this module anywhere inside."""
         if not self.function_names:
             self.function_names = {f.name for f in self.function_list}
-        for node in ast.walk(function):
+        for node in walk(function):
             if isinstance(node, ast.Attribute) and node.attr in names.GRADIENT_ATTRIBUTES:
                 return False
             if names.is_order_call(node):

@@ -6,6 +6,7 @@ import ast
 from collections.abc import Iterator
 
 from gradlint.analysis import names
+from gradlint.analysis.nodes import children, walk
 
 FunctionNode = (ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -57,7 +58,7 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
         elif isinstance(statement, (*FunctionNode, ast.ClassDef)):
             found.add(statement.name)
         for target in targets:
-            found |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+            found |= {n.id for n in walk(target) if isinstance(n, ast.Name)}
     return found
 
 
@@ -71,7 +72,7 @@ def assigned_paths(statement: ast.stmt) -> set[str]:
     return {
         p
         for t in targets
-        for n in ast.walk(t)
+        for n in walk(t)
         if (p := names.path_of(n)) and isinstance(n, (ast.Name, ast.Attribute))
     }
 
@@ -88,7 +89,7 @@ def assumptions(test: ast.expr) -> tuple[tuple[str, bool], ...]:
         test = test.left
     path = names.path_of(test)
     if path is None:
-        if any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Await, ast.Yield)) for n in ast.walk(test)):
+        if any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Await, ast.Yield)) for n in walk(test)):
             return ()  # a call may answer differently the next time
         path = TEST_KEY + ast.dump(test)
     return ((path, value), (path, not value))
@@ -106,11 +107,11 @@ def conjuncts(test: ast.expr) -> list[ast.expr]:
 
 def has_modulo(node: ast.AST) -> bool:
     """`(i + 1) % n == 0` changes from one iteration to the next, whatever it reads."""
-    return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in ast.walk(node))
+    return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in walk(node))
 
 
 def test_names(test: ast.expr) -> set[str]:
-    return {p for n in ast.walk(test) if isinstance(n, (ast.Name, ast.Attribute)) and (p := names.path_of(n))}
+    return {p for n in walk(test) if isinstance(n, (ast.Name, ast.Attribute)) and (p := names.path_of(n))}
 
 
 def has_correlated_if(body: list[ast.stmt], index: int) -> bool:
@@ -121,9 +122,9 @@ def has_correlated_if(body: list[ast.stmt], index: int) -> bool:
 
 def specialise(body: list[ast.stmt], test: ast.expr, value: bool) -> list[ast.stmt]:
     """Replace later `if <test>:` statements by the arm `value` picks, while `test` cannot change."""
-    if any(isinstance(n, (ast.Call, ast.NamedExpr)) for n in ast.walk(test)):
+    if any(isinstance(n, (ast.Call, ast.NamedExpr)) for n in walk(test)):
         return body  # a call may answer differently the second time
-    tested = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
+    tested = {n.id for n in walk(test) if isinstance(n, ast.Name)}
     shape = ast.dump(test)
     result: list[ast.stmt] = []
     for position, statement in enumerate(body):
@@ -163,7 +164,7 @@ def root_path(node: ast.AST) -> str | None:
 def grad_owners(node: ast.AST) -> set[str]:
     return {
         owner
-        for n in ast.walk(node)
+        for n in walk(node)
         if isinstance(n, ast.Attribute) and n.attr == "grad" and (owner := root_path(n)) is not None
     }
 
@@ -263,8 +264,8 @@ def draws_data(node: ast.For | ast.AsyncFor | ast.While) -> bool:
             "tensor_split",
         ):
             return True
-    for statement in node.body:  # ast.walk sees nested blocks too: walking each again is quadratic
-        for sub in ast.walk(statement):
+    for statement in node.body:  # walk() sees nested blocks too: walking each again is quadratic
+        for sub in walk(statement):
             if isinstance(sub, ast.Call) and names.words(names.callee_name(sub)) & {
                 "next",
                 "batch",
@@ -284,14 +285,12 @@ def uses_the_other_parts(node: ast.For | ast.AsyncFor) -> bool:
     variable = node.target.id
 
     def mentions_variable(bound: ast.expr | None) -> bool:
-        return bound is not None and any(
-            isinstance(n, ast.Name) and n.id == variable for n in ast.walk(bound)
-        )
+        return bound is not None and any(isinstance(n, ast.Name) and n.id == variable for n in walk(bound))
 
     before: set[str] = set()  # `xs[:j]`
     after: set[str] = set()  # `xs[j + 1:]`
     for statement in own_statements(node.body):
-        for sub in ast.walk(statement):
+        for sub in walk(statement):
             if not (isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Slice)):
                 continue
             container, part = names.path_of(sub.value), sub.slice
@@ -307,7 +306,7 @@ def uses_the_other_parts(node: ast.For | ast.AsyncFor) -> bool:
 def is_accumulation_guard(guard: ast.expr | None) -> bool:
     if guard is None:
         return False
-    has_modulo = any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in ast.walk(guard))
+    has_modulo = any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mod) for n in walk(guard))
     return has_modulo or names.has_word(guard, names.ACCUMULATION_WORDS)
 
 
@@ -319,4 +318,4 @@ def own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
         yield node
         if isinstance(node, (*FunctionNode, ast.ClassDef)):
             continue
-        pending.extend(reversed(list(ast.iter_child_nodes(node))))
+        pending.extend(reversed(children(node)))

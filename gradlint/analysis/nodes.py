@@ -1,0 +1,74 @@
+"""What is inside a syntax node, answered from one layout of the tree instead of a walk per question.
+
+The analyses ask "which names, calls, attributes are inside this node" tens of thousands of times
+per file, and `ast.walk` answers each time with a fresh breadth-first walk through Python-level
+generators (half of all analysis time went there). The first question about a node here lays out
+its whole subtree once, in preorder: then the nodes inside any node of it are one slice of a list,
+and its children a stored list. The analyses never change a tree, so a layout never goes stale.
+"""
+
+from __future__ import annotations
+
+import ast
+
+LAYOUT = "_gradlint_layout"  # (preorder of the subtree laid out, start, end, children) on each node
+
+
+def walk(node: ast.AST) -> list[ast.AST]:
+    """`node` and every node inside it, each parent before its children (`ast.walk` has the same
+    nodes, breadth first)."""
+    order, start, end, _ = layout(node)
+    return order[start:end]
+
+
+def children(node: ast.AST) -> list[ast.AST]:
+    """The nodes directly inside `node`, in `ast.iter_child_nodes` order. Not to be changed."""
+    return layout(node)[3]
+
+
+def layout(node: ast.AST) -> tuple[list[ast.AST], int, int, list[ast.AST]]:
+    if not node._fields:
+        return [node], 0, 1, []
+    try:
+        return getattr(node, LAYOUT)
+    except AttributeError:
+        lay_out(node)
+        return getattr(node, LAYOUT)
+
+
+def lay_out(root: ast.AST) -> None:
+    order: list[ast.AST] = []
+    kids: list[list[ast.AST]] = []
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        order.append(node)
+        inside = child_nodes(node)
+        kids.append(inside)
+        pending.extend(reversed(inside))
+    # A subtree in preorder is its root, then its children's subtrees one after another: sizes
+    # add up from the last node back.
+    sizes = [1] * len(order)
+    position = {id(node): index for index, node in enumerate(order)}
+    for index in range(len(order) - 1, -1, -1):
+        for child in kids[index]:
+            sizes[index] += sizes[position[id(child)]]
+    for index, node in enumerate(order):
+        # `Load()`, `Add()` and the like are one object shared by every tree: none holds a layout,
+        # which would keep some tree alive and is the same for all of them anyway
+        if node._fields:
+            setattr(node, LAYOUT, (order, index, index + sizes[index], kids[index]))
+
+
+def child_nodes(node: ast.AST) -> list[ast.AST]:
+    """`ast.iter_child_nodes` as a list, without its generators (three times as fast)."""
+    found: list[ast.AST] = []
+    for name in node._fields:
+        value = getattr(node, name, None)
+        if isinstance(value, ast.AST):
+            found.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, ast.AST):
+                    found.append(item)
+    return found
