@@ -37,27 +37,22 @@ def layout(node: ast.AST) -> tuple[list[ast.AST], int, int, list[ast.AST]]:
 
 
 def lay_out(root: ast.AST) -> None:
+    # Recursive, twice as fast as with a stack of its own; a tree too deep for it is the
+    # RecursionError that checker.allowing_deep_recursion already retries on a deeper stack.
     order: list[ast.AST] = []
-    kids: list[list[ast.AST]] = []
-    pending = [root]
-    while pending:
-        node = pending.pop()
+
+    def visit(node: ast.AST) -> None:
+        start = len(order)
         order.append(node)
         inside = child_nodes(node)
-        kids.append(inside)
-        pending.extend(reversed(inside))
-    # A subtree in preorder is its root, then its children's subtrees one after another: sizes
-    # add up from the last node back.
-    sizes = [1] * len(order)
-    position = {id(node): index for index, node in enumerate(order)}
-    for index in range(len(order) - 1, -1, -1):
-        for child in kids[index]:
-            sizes[index] += sizes[position[id(child)]]
-    for index, node in enumerate(order):
+        for child in inside:
+            visit(child)
         # `Load()`, `Add()` and the like are one object shared by every tree: none holds a layout,
         # which would keep some tree alive and is the same for all of them anyway
         if node._fields:
-            setattr(node, LAYOUT, (order, index, index + sizes[index], kids[index]))
+            setattr(node, LAYOUT, (order, start, len(order), inside))
+
+    visit(root)
 
 
 def child_nodes(node: ast.AST) -> list[ast.AST]:
