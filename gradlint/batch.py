@@ -10,8 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from gradlint.cache import Cache, Result
 from gradlint.checker import FileResult, SourceError, check_source, decode_source, may_have_findings
@@ -38,6 +36,10 @@ def check_paths(
     shared = [index for index, (path, _) in enumerate(work) if path != STDIN]
     if workers < 2 or len(shared) < 2:
         return [check_path(path, codes, cache) for path, codes in work]
+    # Here, not at the top: loading the pool's machinery costs more than checking a small tree.
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     results: list[Checked | None] = [None] * len(work)
     try:
         # Largest first, in small chunks: a few long files then cannot all land on one worker
