@@ -20,12 +20,10 @@ import os
 import re
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from pathlib import Path
 
 from gradlint import __version__
 from gradlint.checker import SourceError
@@ -34,6 +32,7 @@ from gradlint.core import Finding, Location, Related
 CACHE_DIRECTORY = ".gradlint_cache"
 CACHE_DIRECTORY_VARIABLE = "GRADLINT_CACHE_DIR"  # like RUFF_CACHE_DIR: put it elsewhere
 FORMAT = 1  # bump when an entry's layout changes
+PACKAGE = os.path.dirname(os.path.realpath(__file__))
 
 # A file modified within this long before the run started may be modified again within the same
 # tick of its file system's clock (two seconds on FAT) and keep its stat: git calls such entries
@@ -142,6 +141,8 @@ def codes_digest(codes: frozenset[str]) -> str:
 
 def write_json_atomically(path: str, document: object) -> None:
     """Through a temporary file renamed over `path`, so a reader sees the whole document or none."""
+    import tempfile  # with shutil and random, 5 ms: only for a run that writes (a warm one writes nothing)
+
     descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
@@ -181,11 +182,21 @@ def checker_fingerprint() -> str:
     """gradlint's version, the text of its own modules and the Python version: an edit to a rule
     in a development checkout changes results as surely as a new release does."""
     digest = hashlib.sha256(f"{__version__}\0{sys.version}\0".encode())
-    package = Path(__file__).resolve().parent
-    for module in sorted(package.rglob("*.py")):
-        digest.update(str(module.relative_to(package)).encode() + b"\0")
-        digest.update(module.read_bytes())
+    for module in package_modules():
+        digest.update(module.encode() + b"\0")
+        with open(os.path.join(PACKAGE, module), "rb") as file:
+            digest.update(file.read())
     return digest.hexdigest()
+
+
+def package_modules() -> list[str]:
+    """gradlint's `.py` files, relative to the package, in a stable order."""
+    return sorted(
+        os.path.relpath(os.path.join(root, name), PACKAGE)
+        for root, _, files in os.walk(PACKAGE)
+        for name in files
+        if name.endswith(".py")
+    )
 
 
 def result_to_json(result: Result) -> dict:

@@ -17,7 +17,6 @@ from gradlint.report import format_github, format_json, format_statistics, forma
 from gradlint.ruledocs import all_rules, find_rule, rule_markdown, rules_table_text
 from gradlint.rules import UnknownCodeError
 from gradlint.runtime import arguments as runtime_arguments
-from gradlint.sarif import format_sarif
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -156,6 +155,8 @@ def render(args: argparse.Namespace, results: list[FileResult], sources: dict[st
     if args.format == "json":
         return format_json(results)
     if args.format == "sarif":
+        from gradlint.sarif import format_sarif  # pathlib and urllib, for this one format
+
         return format_sarif(results)
     # --quiet: the files that could not be checked are still named (their bugs went unseen), then a count.
     shown = [FileResult(result.path, error=result.error) for result in results] if args.quiet else results
