@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TypeVar, cast
 
-from gradlint.analysis import analyse
 from gradlint.core import Finding
 from gradlint.rules import resolve_codes, selected_rules
 
@@ -115,6 +114,8 @@ def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | No
 
 
 def findings_of(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None) -> list[Finding]:
+    from gradlint.analysis.pipeline import analyse  # here: a run that analyses no file never loads it
+
     rules = selected_rules(resolve_codes(select=codes))
     wanted = {rule.RULE.code for rule in rules}
     try:

@@ -16,8 +16,7 @@ from gradlint.files import STDIN, expand_paths
 from gradlint.report import format_github, format_json, format_statistics, format_summary, format_text
 from gradlint.ruledocs import all_rules, find_rule, rule_markdown, rules_table_text
 from gradlint.rules import UnknownCodeError
-from gradlint.runtime import run as runtime_run
-from gradlint.sarif import format_sarif
+from gradlint.runtime import arguments as runtime_arguments
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -47,6 +46,8 @@ def dispatch(argv: Sequence[str] | None) -> int:
     if args.command == "explain":
         return explain(args.code)
     if args.command == "run":
+        from gradlint.runtime import run as runtime_run  # the tracer's machinery: only to run a program
+
         return runtime_run.main(args)
     return run_check(args)
 
@@ -83,13 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--unsafe-fixes", action="store_true", help="with --fix or --diff, apply unsafe fixes too"
     )
-    runtime_run.add_confirm_options(check)
+    runtime_arguments.add_confirm_options(check)
     # Listed for --help; main() reads `fix ARGS` as `check --fix ARGS`, so it takes check's options.
     commands.add_parser("fix", help="apply the fixes (check's options; --fix implied)", add_help=False)
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
     explain = commands.add_parser("explain", help="a rule's full documentation")
     explain.add_argument("code", metavar="CODE", help="a rule code such as GL101, or its name")
-    runtime_run.add_parser(commands)
+    runtime_arguments.add_parser(commands)
     return parser
 
 
@@ -131,6 +132,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"gradlint: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     if args.confirm:
+        from gradlint.runtime import run as runtime_run  # the tracer's machinery: only to run a program
+
         return runtime_run.confirm_command(args, lambda path: config.codes_for(path, codes))
     work = [
         (path, frozenset(config.codes_for(None if path == STDIN else path, codes)))
@@ -152,6 +155,8 @@ def render(args: argparse.Namespace, results: list[FileResult], sources: dict[st
     if args.format == "json":
         return format_json(results)
     if args.format == "sarif":
+        from gradlint.sarif import format_sarif  # pathlib and urllib, for this one format
+
         return format_sarif(results)
     # --quiet: the files that could not be checked are still named (their bugs went unseen), then a count.
     shown = [FileResult(result.path, error=result.error) for result in results] if args.quiet else results

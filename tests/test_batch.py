@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import shutil
 import sys
@@ -11,7 +12,7 @@ import pytest
 from helpers import gradlint
 from samples import BROKEN_SOURCE, BUGGY_LOOP
 
-from gradlint import batch, cli
+from gradlint import cli
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -29,13 +30,14 @@ def tree(tmp_path: Path) -> Path:
 def pools(monkeypatch) -> list[int]:
     """The number of workers of each pool started."""
     started: list[int] = []
-    real = batch.ProcessPoolExecutor
+    real = concurrent.futures.ProcessPoolExecutor
 
-    def recording(max_workers: int) -> batch.ProcessPoolExecutor:
+    def recording(max_workers: int) -> concurrent.futures.ProcessPoolExecutor:
         started.append(max_workers)
         return real(max_workers=max_workers)
 
-    monkeypatch.setattr(batch, "ProcessPoolExecutor", recording)
+    # batch imports the pool when it starts one, so it is replaced where that import finds it.
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", recording)
     return started
 
 
@@ -69,7 +71,7 @@ def test_without_processes_the_files_are_checked_here(tree, capsys, monkeypatch)
         raise OSError("no semaphores here")
 
     one = gradlint(capsys, "check", "-j", "1", str(tree))
-    monkeypatch.setattr(batch, "ProcessPoolExecutor", no_processes)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_processes)
     assert gradlint(capsys, "check", "-j", "2", str(tree)) == one
 
 

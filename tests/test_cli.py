@@ -499,6 +499,29 @@ def test_python_dash_m_gradlint(tmp_path):
     assert (process.returncode, process.stdout, process.stderr) == (0, "", "")
 
 
+# What a run loads only to analyse, run, fix or report SARIF: one that merely skips files (a warm
+# re-run, a tree without training code) must not pay for them at every start.
+LOADED_ON_DEMAND = {
+    "gradlint.analysis.interpret",
+    "gradlint.analysis.facts",
+    "gradlint.runtime.run",
+    "gradlint.fix",
+    "gradlint.sarif",
+    "concurrent.futures.process",
+    "libcst",
+}
+LIST_MODULES = "import sys; from gradlint.cli import main; main(sys.argv[1:]); print(*sorted(sys.modules))"
+
+
+@pytest.mark.parametrize(("source", "analysed"), [("print('no training')\n", False), (BUGGY_LOOP, True)])
+def test_a_run_that_analyses_nothing_loads_no_analysis(tmp_path, source, analysed):
+    path = write(tmp_path, "a.py", source)
+    process = run_installed([sys.executable, "-c", LIST_MODULES], "check", "-j", "2", path)
+    loaded = set(process.stdout.split())
+    assert "gradlint.batch" in loaded
+    assert bool(loaded & LOADED_ON_DEMAND) == analysed
+
+
 def test_console_script(tmp_path):
     script = Path(sys.executable).with_name("gradlint")
     assert script.exists(), "install the package (pip install -e .) so the `gradlint` script exists"

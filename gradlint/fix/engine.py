@@ -17,7 +17,7 @@ from types import ModuleType
 
 import libcst as cst
 
-from gradlint.analysis import analyse
+from gradlint.analysis.pipeline import analyse
 from gradlint.checker import SourceError, check_source
 from gradlint.core import Finding
 from gradlint.fix import gl101, gl102, gl103, gl301

@@ -1,4 +1,8 @@
-"""The rule registry. Each rule is a module with `RULE` (identity and docs) and `check(facts)`."""
+"""The rule registry. Each rule is a module with `RULE` (identity and docs) and `check(facts)`.
+
+Every run loads every rule, to resolve codes, even a run that analyses no file. So a rule module
+imports the facts it reads only for type checking: building their classes costs more (about 15 ms)
+than the rest of the rules together."""
 
 from __future__ import annotations
 

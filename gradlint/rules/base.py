@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from gradlint.analysis.facts import LoopSite, Site
 from gradlint.core import Finding, Related, Rule
+
+if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
+    from gradlint.analysis.facts import LoopSite, Site
 
 
 def finding(rule: Rule, site: Site, message: str, related: Iterable[tuple[Site, str]] = ()) -> Finding:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from gradlint.analysis.facts import Facts, StaleStep
+from typing import TYPE_CHECKING
+
 from gradlint.core import Finding, Rule
 from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+
+if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
+    from gradlint.analysis.facts import Facts, StaleStep
 
 RULE = Rule(
     code="GL102",

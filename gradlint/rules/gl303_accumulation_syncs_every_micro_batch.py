@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gradlint.analysis import names
-from gradlint.analysis.facts import Accumulation, DataParallelWrap, Facts
 from gradlint.core import Finding, Rule
 from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+
+if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
+    from gradlint.analysis.facts import Accumulation, DataParallelWrap, Facts
 
 RULE = Rule(
     code="GL303",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from gradlint.analysis.facts import ClipAfterStep, Facts
+from typing import TYPE_CHECKING
+
 from gradlint.core import Finding, Rule
 from gradlint.rules.base import code, finding, one_per_place
+
+if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
+    from gradlint.analysis.facts import ClipAfterStep, Facts
 
 RULE = Rule(
     code="GL503",

@@ -25,13 +25,13 @@ from gradlint.files import STDIN, read_source
 from gradlint.notebooks import is_notebook
 from gradlint.report import format_json, format_text
 from gradlint.runtime import ranks
+from gradlint.runtime.arguments import CONFIRM_MAX_STEPS, CONFIRM_TIMEOUT, add_run_options
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
 NEEDS_TORCH = "gradlint run and check --confirm need torch: pip install 'gradlint[runtime]'"
 NO_CUDA = "gradlint: error: --device cuda, but torch.cuda.is_available() is False"
-DEVICES = ("cpu", "cuda")
 
 
 _KEPT_UNTIL_EXIT: list[dict[str, Any]] = []
@@ -369,30 +369,6 @@ def format_run_json(
     return json.dumps(document, indent=2) + "\n"
 
 
-def add_parser(commands: Any) -> None:
-    """The `run` subcommand's arguments, on the CLI's subparsers."""
-    run = commands.add_parser(
-        "run",
-        help="run a training script under the tracer and confirm findings",
-        usage=(
-            "gradlint run SCRIPT [--max-steps N] [--timeout S] [--device cpu|cuda] [--format text|json]"
-            " [-- ARGS]"
-        ),
-    )
-    run.add_argument("script", metavar="SCRIPT", help="the Python program to run as __main__")
-    _add_options(run)
-    # Everything after SCRIPT: our options, then `--`, then the script's own arguments.
-    run.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    run.set_defaults(run_parser=run)
-
-
-def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
-    parser.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("--device", choices=DEVICES, help="the default device for tensors the script creates")
-
-
 def main(args: argparse.Namespace) -> int:
     """Run the `run` subcommand; usage errors exit 2 through argparse."""
     rest = list(args.rest)
@@ -405,7 +381,7 @@ def main(args: argparse.Namespace) -> int:
         options, script_args = rest, []
     if options:
         late = argparse.ArgumentParser(prog="gradlint run")
-        _add_options(late)
+        add_run_options(late)
         late.set_defaults(
             max_steps=args.max_steps, timeout=args.timeout, format=args.format, device=args.device
         )
@@ -415,33 +391,6 @@ def main(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         args.run_parser.error("--timeout must be positive")
     return run_command(args.script, script_args, args.max_steps, args.timeout, args.format, args.device)
-
-
-# `gradlint check --confirm`: a bounded run per file, since a linted file may train for days.
-CONFIRM_MAX_STEPS = 50
-CONFIRM_TIMEOUT = 60.0
-
-
-def add_confirm_options(check: argparse.ArgumentParser) -> None:
-    """`gradlint check --confirm` and the run options that go with it."""
-    check.add_argument(
-        "--confirm",
-        action="store_true",
-        help="also run each file under the tracer and give each finding a verdict (needs torch)",
-    )
-    check.add_argument(
-        "--max-steps",
-        type=int,
-        metavar="N",
-        help=f"with --confirm: steps per run (default {CONFIRM_MAX_STEPS})",
-    )
-    check.add_argument(
-        "--timeout",
-        type=float,
-        metavar="S",
-        help=f"with --confirm: seconds per run (default {CONFIRM_TIMEOUT:g})",
-    )
-    check.add_argument("--device", choices=DEVICES, help="with --confirm: the default device for each run")
 
 
 def confirm_command(args: argparse.Namespace, codes_for: Callable[[str], Iterable[str]]) -> int:

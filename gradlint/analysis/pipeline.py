@@ -1,0 +1,43 @@
+"""The whole analysis of one module: the gradient-state interpreter, then the analyses that stand
+on their own, each only for the rules that read it."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Collection, Sequence
+
+from gradlint.analysis import interpret
+from gradlint.analysis.data_parallel import find_data_parallel
+from gradlint.analysis.facts import Facts
+from gradlint.analysis.flush import find_unflushed_windows
+from gradlint.analysis.graph_leaks import find_graph_leaks
+from gradlint.analysis.modes import find_eval_during_training
+
+__all__ = ["analyse"]
+
+
+def analyse(tree: ast.Module, lines: Sequence[str], codes: Collection[str] | None = None) -> Facts:
+    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3),
+    each only when its rule is among `codes` (None: every rule): each walks the whole tree again."""
+    facts = interpret.analyse(tree, lines)
+    lines = list(lines)
+    text = "\n".join(lines)
+
+    def mentions(*words: str) -> bool:
+        """A cheap necessary condition: identifiers can be spelt otherwise only outside ASCII."""
+        return not text.isascii() or any(word in text for word in words)
+
+    def wanted(code: str) -> bool:
+        return codes is None or code in codes
+
+    if wanted("GL501") and mentions("backward("):
+        facts.graph_leaks |= find_graph_leaks(tree, lines)
+    if wanted("GL502") and mentions("backward") and mentions("eval", "train"):
+        facts.eval_during_training |= find_eval_during_training(tree, lines)
+    if wanted("GL303") and mentions("DistributedDataParallel", "DDP"):
+        wraps, skips_sync = find_data_parallel(tree, lines)
+        facts.data_parallel |= wraps
+        facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
+    if wanted("GL302") and mentions("%") and mentions("step"):
+        facts.unflushed |= find_unflushed_windows(tree, lines)
+    return facts
