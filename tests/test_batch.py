@@ -26,21 +26,6 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def pools(monkeypatch) -> list[int]:
-    """The number of workers of each pool started."""
-    started: list[int] = []
-    real = concurrent.futures.ProcessPoolExecutor
-
-    def recording(max_workers: int) -> concurrent.futures.ProcessPoolExecutor:
-        started.append(max_workers)
-        return real(max_workers=max_workers)
-
-    # batch imports the pool when it starts one, so it is replaced where that import finds it.
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", recording)
-    return started
-
-
 @pytest.mark.parametrize("format", ["text", "json"])
 def test_two_processes_report_what_one_does(tree, capsys, pools, format):
     one = gradlint(capsys, "check", "--no-cache", "-j", "1", "--format", format, str(tree))

@@ -4,7 +4,6 @@ answer an unchanged file without reading it."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import shutil
@@ -209,18 +208,10 @@ def test_a_changed_selection_does_not_trust_the_index(project, capsys, reads):
     assert sorted(reads[3:]) == ["broken.py", "buggy.py", "clean.py"] and "GL101" not in out
 
 
-def test_workers_fill_the_index_as_one_process_does(tmp_path, capsys, monkeypatch):
+def test_workers_fill_the_index_as_one_process_does(tmp_path, capsys, monkeypatch, pools):
     tree = tmp_path / "tree"
     shutil.copytree(FIXTURES, tree)
     age(tree)
-    pools: list[int] = []
-    real = concurrent.futures.ProcessPoolExecutor
-
-    def recording(max_workers: int) -> concurrent.futures.ProcessPoolExecutor:
-        pools.append(max_workers)
-        return real(max_workers=max_workers)
-
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", recording)
     indexes = []
     for jobs in ("1", "2"):
         monkeypatch.setenv(CACHE_DIRECTORY_VARIABLE, str(tmp_path / f"cache-j{jobs}"))
