@@ -31,7 +31,7 @@ from gradlint.core import Finding, Location, Related
 
 CACHE_DIRECTORY = ".gradlint_cache"
 CACHE_DIRECTORY_VARIABLE = "GRADLINT_CACHE_DIR"  # like RUFF_CACHE_DIR: put it elsewhere
-FORMAT = 1  # bump when an entry's layout changes
+FORMAT = 2  # bump when an entry's layout changes
 PACKAGE = os.path.dirname(os.path.realpath(__file__))
 
 # A file modified within this long before the run started may be modified again within the same
@@ -208,7 +208,7 @@ def result_to_json(result: Result) -> dict:
                 "name": finding.name,
                 "message": finding.message,
                 "location": location_to_json(finding.location),
-                "related": [[location_to_json(r.location), r.message] for r in finding.related],
+                "related": [[location_to_json(r.location), r.message, r.path] for r in finding.related],
             }
             for finding in findings
         ],
@@ -223,7 +223,10 @@ def result_from_json(document: dict) -> Result:
             str(item["name"]),
             str(item["message"]),
             location_from_json(item["location"]),
-            tuple(Related(location_from_json(where), str(message)) for where, message in item["related"]),
+            tuple(
+                Related(location_from_json(where), str(message), None if path is None else str(path))
+                for where, message, path in item["related"]
+            ),
         )
         for item in document["findings"]
     )

@@ -27,10 +27,17 @@ class Location:
 
 @dataclass(frozen=True)
 class Related:
-    """The other line a finding involves (the step a clear starves, the clear that is too far out)."""
+    """The other line a finding involves (the step a clear starves, the clear that is too far out).
+
+    `path` is the file it is in when that is not the finding's own file (a step in `engine.py` that
+    the clear in `main.py` starves); None means the finding's file."""
 
     location: Location
     message: str
+    path: str | None = None
+
+    def path_or(self, finding_path: str) -> str:
+        return self.path if self.path is not None else finding_path
 
 
 @dataclass(frozen=True)

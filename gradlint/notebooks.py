@@ -91,7 +91,7 @@ def in_cells(finding: Finding, source: NotebookSource) -> Finding:
         message=source.cell_message(finding.message),
         location=source.cell_location(finding.location),
         related=tuple(
-            Related(source.cell_location(related.location), source.cell_message(related.message))
+            Related(source.cell_location(related.location), source.cell_message(related.message), related.path)
             for related in finding.related
         ),
     )

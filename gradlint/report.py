@@ -69,7 +69,8 @@ def _finding_lines(path: str, finding: Finding, paint: Painter, source: Sequence
         lines.extend(_snippet(source[where.line - 1], finding, paint))
     for related in finding.related:
         lines.append(
-            f"    {path}:{location_text(related.location)}: {paint('note', CYAN)}: {related.message}"
+            f"    {related.path_or(path)}:{location_text(related.location)}: "
+            f"{paint('note', CYAN)}: {related.message}"
         )
     return lines
 
@@ -124,7 +125,8 @@ def _finding_json(path: str, finding: Finding) -> dict:
         "message": finding.message,
         "related": [
             _with_cell(
-                {"line": r.location.line, "col": r.location.col, "message": r.message}, r.location.cell
+                {"path": r.path_or(path), "line": r.location.line, "col": r.location.col, "message": r.message},
+                r.location.cell,
             )
             for r in finding.related
         ],
@@ -147,7 +149,8 @@ def format_github(results: Sequence[FileResult]) -> str:
             lines.append(_github_command(result.path, where, f"{ERROR_CODE} not checked", error.message))
         for finding in ordered_findings(result):
             notes = "".join(
-                f"\n{result.path}:{location_text(r.location)}: note: {r.message}" for r in finding.related
+                f"\n{r.path_or(result.path)}:{location_text(r.location)}: note: {r.message}"
+                for r in finding.related
             )
             title = f"{finding.code} {finding.name}"
             lines.append(_github_command(result.path, finding.location, title, finding.message + notes))

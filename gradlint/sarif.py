@@ -87,7 +87,7 @@ def _result(finding: Finding, path: str, cwd: str, index: dict[str, int]) -> dic
             {
                 "id": number,
                 "message": {"text": _in_cell(related.location, related.message)},
-                "physicalLocation": _physical(path, related.location, cwd),
+                "physicalLocation": _physical(related.path_or(path), related.location, cwd),
             }
             for number, related in enumerate(finding.related, start=1)
         ]

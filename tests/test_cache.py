@@ -15,7 +15,7 @@ from helpers import gradlint
 from samples import BROKEN_SOURCE, BUGGY_LOOP, CLEAN_LOOP
 
 from gradlint import batch, cache
-from gradlint.cache import CACHE_DIRECTORY, CACHE_DIRECTORY_VARIABLE, result_from_json, result_to_json
+from gradlint.cache import CACHE_DIRECTORY, CACHE_DIRECTORY_VARIABLE, FORMAT, result_from_json, result_to_json
 from gradlint.checker import check_source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -62,7 +62,7 @@ def test_the_cache_is_beside_the_config_and_git_ignores_it(project, capsys, monk
     gradlint(capsys, "check", str(project))
     cache = project / CACHE_DIRECTORY
     assert (cache / ".gitignore").read_text().endswith("*\n") and (cache / "CACHEDIR.TAG").exists()
-    assert len(list((cache / "v1").iterdir())) == 3
+    assert len(list((cache / f"v{FORMAT}").iterdir())) == 3
 
 
 def test_without_a_config_the_cache_is_in_the_current_directory(tmp_path, capsys, monkeypatch):
@@ -71,7 +71,7 @@ def test_without_a_config_the_cache_is_in_the_current_directory(tmp_path, capsys
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "buggy.py").write_text(BUGGY_LOOP)
     gradlint(capsys, "check", "src")
-    assert len(list((tmp_path / CACHE_DIRECTORY / "v1").iterdir())) == 1
+    assert len(list((tmp_path / CACHE_DIRECTORY / f"v{FORMAT}").iterdir())) == 1
 
 
 def test_a_changed_file_is_checked_again(project, capsys, analyses):
@@ -98,13 +98,13 @@ def test_no_cache_neither_reads_nor_writes(project, capsys, analyses):
     assert len(analyses) == 6
     (project / "new.py").write_text(CLEAN_LOOP)
     gradlint(capsys, "check", "--no-cache", str(project / "new.py"))
-    assert len(list((project / CACHE_DIRECTORY / "v1").iterdir())) == 3
+    assert len(list((project / CACHE_DIRECTORY / f"v{FORMAT}").iterdir())) == 3
 
 
 @pytest.mark.parametrize("content", ["", "{not json", '{"findings": [{"code": 1}], "error": null}', "[]"])
 def test_a_corrupt_entry_is_checked_again(project, capsys, analyses, content):
     first = gradlint(capsys, "check", str(project))
-    for entry in (project / CACHE_DIRECTORY / "v1").iterdir():
+    for entry in (project / CACHE_DIRECTORY / f"v{FORMAT}").iterdir():
         entry.write_text(content)
     assert gradlint(capsys, "check", str(project)) == first
     assert len(analyses) == 6

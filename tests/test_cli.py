@@ -18,7 +18,7 @@ from gradlint import __version__, batch, cli
 from gradlint.checker import FileResult, SourceError
 from gradlint.core import Finding, Location, Related
 from gradlint.files import expand_paths
-from gradlint.report import format_json, format_text
+from gradlint.report import format_github, format_json, format_text
 
 BUG_PREFIX = f":{BUG_LINE}:{BUG_COL}: GL101 "
 
@@ -58,8 +58,9 @@ JSON_SCHEMA = {
                         "items": {
                             "type": "object",
                             "additionalProperties": False,
-                            "required": ["line", "col", "message"],
+                            "required": ["path", "line", "col", "message"],
                             "properties": {
+                                "path": {"type": "string"},
                                 "line": {"type": "integer"},
                                 "col": {"type": "integer"},
                                 "message": {"type": "string"},
@@ -242,11 +243,22 @@ def test_json_of_a_constructed_result_is_exact():
                 "code": "GL101",
                 "name": "clear-less-often-than-step",
                 "message": "msg",
-                "related": [{"line": 11, "col": 9, "message": "step"}],
+                "related": [{"path": "a.py", "line": 11, "col": 9, "message": "step"}],
             }
         ],
         "errors": [{"path": "b.py", "line": 3, "col": 4, "message": "cannot parse: x"}],
     }
+
+
+def test_a_related_location_in_another_file_names_that_file_in_every_format():
+    where = Location(7, 5, 7, 26)
+    elsewhere = Related(Location(84, 13, 84, 29), "step", "engine.py")
+    results = [FileResult("main.py", (Finding("GL101", "clear-less-often-than-step", "msg", where, (elsewhere,)),))]
+    assert json.loads(format_json(results))["findings"][0]["related"] == [
+        {"path": "engine.py", "line": 84, "col": 13, "message": "step"}
+    ]
+    assert "    engine.py:84:13: note: step" in format_text(results)
+    assert "\nengine.py:84:13: note: step" in format_github(results).replace("%0A", "\n")
 
 
 # --- text: related lines, snippets, colour -----------------------------------------------------------

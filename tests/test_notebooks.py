@@ -109,7 +109,7 @@ def test_myth_notebook_json_names_the_cell_and_keeps_line_in_cell(tmp_path, caps
     assert (finding["code"], finding["cell"], finding["line"], finding["col"]) == ("GL101", 2, 3, 5)
     assert (finding["end_line"], finding["end_col"]) == (3, 26)
     assert finding["related"] == [
-        {"line": 7, "col": 9, "message": finding["related"][0]["message"], "cell": 2}
+        {"path": path, "line": 7, "col": 9, "message": finding["related"][0]["message"], "cell": 2}
     ]
 
 
