@@ -10,9 +10,18 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from gradlint.cache import CLEAN, Cache, Result, Stamp, StatIndex, stamp_of
-from gradlint.checker import FileResult, SourceError, check_source, decode_source, may_have_findings
+from gradlint.checker import (
+    FileResult,
+    SourceError,
+    check_program,
+    check_source,
+    decode_source,
+    may_have_findings,
+    rule_words,
+)
 from gradlint.files import STDIN, display_name, read_data, read_source
 from gradlint.notebooks import check_notebook, is_notebook
 
@@ -35,21 +44,154 @@ def check_paths(
     With a cache, a file whose stat is the one its index entry holds is answered without reading
     it (but for the snippets under its findings)."""
     if cache is None:
-        return [checked for checked, _ in check_in_processes(work, jobs, None)]
+        answers: list[Checked | None] = [None] * len(work)
+        programs, alone = plan_programs(work, answers)
+        return merged(work, programs, check_in_processes([work[i] for i in alone], jobs, None), alone)
     index = cache.load_index()
     stamps = [None if path == STDIN else stamp_of(path, codes) for path, codes in work]
     answers = [answer_from_index(path, stamp, index, cache) for (path, _), stamp in zip(work, stamps)]
-    unanswered = [item for item, answer in zip(work, answers) if answer is None]
-    checked = iter(check_in_processes(unanswered, jobs, cache))
-    results = []
-    for (path, _), stamp, answer in zip(work, stamps, answers):
-        if answer is None:
-            answer, key = next(checked)
-            if stamp is not None and key is not None:
-                index.record(path, stamp, key)
-        results.append(answer)
+    programs, alone = plan_programs(work, answers)
+    checked = iter(check_in_processes([work[i] for i in alone], jobs, cache))
+    for number in alone:
+        answer, key = next(checked)
+        path, _ = work[number]
+        if stamps[number] is not None and key is not None:
+            index.record(path, stamps[number], key)
+        answers[number] = answer
+    for program in programs:
+        for number, answer in zip(program.members, check_program_work(work, program)):
+            answers[number] = answer
+            index.forget(work[number][0])  # its result depends on other files: read it again next time
     index.save()
-    return results
+    return [answer for answer in answers if answer is not None]
+
+
+@dataclass(frozen=True)
+class ProgramWork:
+    """Files whose training path runs through each other: analysed together, once."""
+
+    members: tuple[int, ...]  # numbers of the files in `work` reported on
+    context: tuple[str, ...]  # files that import them, read for what they call, not reported on
+
+
+def plan_programs(
+    work: Sequence[tuple[str, frozenset[str]]], answers: list[Checked | None]
+) -> tuple[list[ProgramWork], list[int]]:
+    """Which unanswered files must be analysed together with the project files they import or that
+    import them, and which stand alone (as every file did before projects: cached, in a pool).
+
+    A file answered from the stat index is drawn back in when a file of its program changed."""
+    from gradlint.project import Project
+
+    numbered = {
+        os.path.realpath(path): number
+        for number, (path, _) in enumerate(work)
+        if path != STDIN and not is_notebook(path)
+    }
+    if not numbered:
+        return [], [n for n, answer in enumerate(answers) if answer is None]
+    project = Project({file: work[n][0] for file, n in numbered.items()})
+    words = frozenset().union(*(rule_words(codes) for _, codes in work))
+    changed = {file for file, n in numbered.items() if answers[n] is None}
+    reaching = {file for file in changed if project.reaches(file, lambda text: has_any(text, words))}
+    # A loop that clears or steps what a caller hands it (`loss_scaler(loss, optimizer)`) reaches a
+    # backward pass through the caller, which imports it.
+    handed = {f for f in changed - reaching if has_any(project.text_of(f) or "", HANDED_WORDS)}
+    if handed:
+        reaching |= {f for f in handed if any(
+            project.reaches(importer, lambda text: has_any(text, words)) for importer in project.importers({f})
+        )}
+    if not reaching:
+        return [], [n for n, answer in enumerate(answers) if answer is None]
+    # Every project file on their training paths: what they import, directly or not, and what
+    # imports them; a file answered from the index that is among those is checked again.
+    importers = project.importers(reaching)
+    edges: dict[str, set[str]] = {}
+    pending = [*reaching, *importers]
+    while pending:
+        file = pending.pop()
+        if file not in edges:
+            edges[file] = project.imported_files(file)
+            pending += [target for target in edges[file] if target not in edges]
+    groups = connected(edges)
+    programs, alone = [], []
+    for group in groups:
+        members = sorted(numbered[file] for file in group if file in numbered)
+        context = tuple(sorted(file for file in group if file not in numbered and file in importers))
+        related = any(edges.get(file, set()) for file in group)
+        if len(group) == 1 and not related:
+            alone += [n for n in members if answers[n] is None]
+        elif members:
+            programs.append(ProgramWork(tuple(members), context))
+    planned = {n for program in programs for n in program.members}
+    alone += [n for n, answer in enumerate(answers) if answer is None and n not in planned and n not in alone]
+    return programs, sorted(set(alone))
+
+
+def connected(edges: dict[str, set[str]]) -> list[set[str]]:
+    """The groups of files linked by an import either way (only files in `edges` and what they import)."""
+    parent: dict[str, str] = {}
+
+    def find(file: str) -> str:
+        parent.setdefault(file, file)
+        while parent[file] != file:
+            parent[file] = parent[parent[file]]
+            file = parent[file]
+        return file
+
+    for file, targets in edges.items():
+        find(file)
+        for target in targets:
+            if target in edges:
+                parent[find(target)] = find(file)
+    groups: dict[str, set[str]] = {}
+    for file in edges:
+        groups.setdefault(find(file), set()).add(file)
+    return list(groups.values())
+
+
+def check_program_work(work: Sequence[tuple[str, frozenset[str]]], program: ProgramWork) -> list[Checked]:
+    """The members' results, each filtered by the codes that apply to it."""
+    from gradlint.project import Project
+
+    paths = [work[n][0] for n in program.members]
+    project = Project({os.path.realpath(path): path for path in paths})
+    codes = frozenset().union(*(work[n][1] for n in program.members))
+    try:
+        results = check_program(paths, codes, project, program.context)
+    except Exception as error:  # a bug in gradlint: say so for these files, keep checking the others
+        problem = SourceError(f"internal error: {type(error).__name__}: {error}")
+        return [(FileResult(path, error=problem), "") for path in paths]
+    checked = []
+    for number, path in zip(program.members, paths):
+        findings, problem = results[path]
+        own = tuple(f for f in findings if f.code in work[number][1])
+        text = project.text_of(os.path.realpath(path)) if own else ""
+        checked.append((FileResult(path, own, problem), text or ""))
+    return checked
+
+
+# Words of a module that clears or steps gradients a caller computes.
+HANDED_WORDS = frozenset({"zero_grad", ".step(", ".grad"})
+
+
+def has_any(text: str, words: frozenset[str]) -> bool:
+    return any(word in text for word in words)
+
+
+def merged(
+    work: Sequence[tuple[str, frozenset[str]]],
+    programs: list[ProgramWork],
+    alone_results: list[tuple[Checked, str | None]],
+    alone: list[int],
+) -> list[Checked]:
+    answers: list[Checked | None] = [None] * len(work)
+    for number, (checked, _) in zip(alone, alone_results):
+        answers[number] = checked
+    for program in programs:
+        for number, answer in zip(program.members, check_program_work(work, program)):
+            answers[number] = answer
+    return [answer for answer in answers if answer is not None]
 
 
 def answer_from_index(path: str, stamp: Stamp | None, index: StatIndex, cache: Cache) -> Checked | None:

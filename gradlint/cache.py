@@ -113,6 +113,10 @@ class StatIndex:
             self.entries[name] = entry
             self.changed = True
 
+    def forget(self, path: str) -> None:
+        if self.entries.pop(os.path.abspath(path), None) is not None:
+            self.changed = True
+
     def save(self) -> None:
         """Best effort, as `Cache.store`; entries of files this run did not check are kept."""
         if not self.changed:

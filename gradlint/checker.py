@@ -10,12 +10,15 @@ import threading
 import tokenize
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from gradlint.core import Finding
 from gradlint.rules import resolve_codes, selected_rules
+
+if TYPE_CHECKING:
+    from gradlint.project import Project
 
 # Valid code can be deeper than Python's default recursion limit (1000) lets a recursive walk go: a
 # generated chain of 300 `elif`s, a sum of 1,000 terms. Only when that happens is the work done again
@@ -124,6 +127,46 @@ def findings_of(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | N
         raise SourceError(f"cannot analyse: {TOO_DEEP} (RecursionError)") from None
     findings = {finding for rule in rules for finding in rule.check(facts)}
     return sorted(findings, key=Finding.sort_key)
+
+
+def check_program(
+    paths: Sequence[str], codes: Iterable[str] | None, project: Project, context: Sequence[str] = ()
+) -> dict[str, tuple[list[Finding], SourceError | None]]:
+    """Findings of the files `paths`, analysed together with the project modules they import and
+    those in `context` (files that import them, whose training path may decide their findings).
+
+    Each finding is filed under the file it is in, `# noqa` of that file applied; findings in files
+    that were not asked for are dropped (they are another run's, or nobody's to report). A file
+    that cannot be read or parsed has its error, and the others are analysed with it unknown."""
+    from gradlint.analysis.pipeline import analyse_program  # here: a run that analyses no file never loads it
+    from gradlint.analysis.program import Program
+
+    results: dict[str, tuple[list[Finding], SourceError | None]] = {}
+    roots = []
+    for path in paths:
+        module = project.module(path)
+        if module is None:
+            results[path] = ([], project.error_of(path))
+        else:
+            roots.append(module)
+            results[path] = ([], None)
+    roots += [m for file in context if (m := project.module(file)) is not None and m not in roots]
+    if not any(error is None for _, error in results.values()):
+        return results
+    rules = selected_rules(resolve_codes(select=codes))
+    wanted = {rule.RULE.code for rule in rules}
+    try:
+        facts = allowing_deep_recursion(lambda: analyse_program(Program(roots, project), wanted))
+    except RecursionError:
+        error = SourceError(f"cannot analyse: {TOO_DEEP} (RecursionError)")
+        return {path: ([], result[1] or error) for path, result in results.items()}
+    by_path = {module.path: module for module in roots}
+    for finding in sorted({f for rule in rules for f in rule.check(facts)}, key=Finding.sort_key):
+        module = by_path.get(finding.path or "")
+        if module is None or module.path not in results or is_suppressed(finding, module.lines):
+            continue
+        results[module.path][0].append(replace(finding, path=None))
+    return results
 
 
 def allowing_deep_recursion(work: Callable[[], T]) -> T:

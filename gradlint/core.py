@@ -47,6 +47,9 @@ class Finding:
     message: str
     location: Location
     related: tuple[Related, ...] = ()
+    # The module the finding is in, when the analysis read several (None: the one file checked).
+    # It is not part of a report: the report names the file the finding is filed under.
+    path: str | None = field(default=None, compare=True)
 
     def sort_key(self) -> tuple[int, Location, str]:
         return (self.location.cell or 0, self.location, self.code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import sys
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -12,11 +13,13 @@ from gradlint.analysis.facts import LoopSite, Site
 from gradlint.analysis.flow import (
     Branch,
     Call,
+    Dispatch,
     Event,
     Exit,
     Flow,
     Forget,
     Gate,
+    Instance,
     Loop,
     Register,
     Seq,
@@ -26,7 +29,8 @@ from gradlint.analysis.flow import (
     walk_events,
 )
 from gradlint.analysis.nodes import children, walk
-from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds
+from gradlint.analysis.program import ClassRef, Program
+from gradlint.analysis.scope import MANUAL, location_of, scan_instances, scan_kinds
 from gradlint.analysis.shapes import (
     FunctionNode,
     accumulation_bound,
@@ -38,6 +42,7 @@ from gradlint.analysis.shapes import (
     grad_owners,
     grad_owners_of_args,
     has_correlated_if,
+    has_modulo,
     is_accumulation_guard,
     is_collection,
     is_grad_access,
@@ -55,6 +60,7 @@ from gradlint.analysis.shapes import (
     uses_the_other_parts,
 )
 from gradlint.core import EventKind
+from gradlint.project import Module
 
 
 @dataclass
@@ -73,10 +79,13 @@ class FunctionBuilder:
     """Builds the flow of one function (or of the module body)."""
 
     def __init__(
-        self, index: ModuleIndex, lines: list[str], function: ast.FunctionDef | ast.AsyncFunctionDef | None
+        self, program: Program, module: Module, function: ast.FunctionDef | ast.AsyncFunctionDef | None
     ) -> None:
-        self.index = index
-        self.lines = lines
+        self.program = program
+        self.module = module
+        self.index = index = program.index(module)
+        self.lines = module.lines
+        self.path = program.path(module)  # what this function's sites are labelled with
         self.function = function
         self.class_info = index.class_of(function) if function is not None else None
         self.kinds: dict[str, str] = {}
@@ -98,6 +107,8 @@ class FunctionBuilder:
         if function is not None and not isinstance(function, ast.Lambda):
             scan_kinds(body, self.kinds)
             scan_instances(body, self.instances, index.classes)
+        if program.project is not None:
+            self.scan_project_instances(body)
         for param in self.params:
             if names.is_optimizer_name(param) and not names.is_scheduler_name(param):
                 self.kinds.setdefault(param, "optimizer")
@@ -167,6 +178,9 @@ class FunctionBuilder:
                 otherwise.items += self.block(specialise(rest, statement.test, False), context).items
                 arms = Branch([then, otherwise], self.tracked_assumptions(statement.test))
                 return Seq([*flows, *self.expression(statement.test, context), arms])
+            decided = self.argument_test(statement, body[index + 1 :])
+            if decided is not None:
+                return Seq([*flows, self.split_on_argument(statement, decided, body[index + 1 :], context)])
             flows.extend(self.statement(statement, context))
         flows = merge_manual_updates(flows)
         if not top:  # a function's own last `return` does not skip anything
@@ -216,6 +230,37 @@ class FunctionBuilder:
             for flow in self.expression(child, context)
         ]
 
+    def argument_test(self, statement: ast.stmt, rest: list[ast.stmt]) -> ast.expr | None:
+        """`loss_scaler(loss, optimizer, update_grad=(i + 1) % n == 0)`: a test handed to a function
+        of the program, which decides by it (`if update_grad: step`), while this block may test it
+        again (`if (i + 1) % n == 0: zero_grad()`). Both are one choice per iteration."""
+        call = getattr(statement, "value", None)
+        if not isinstance(statement, (ast.Expr, ast.Assign)) or not isinstance(call, ast.Call):
+            return None
+        for argument in (*call.args, *(k.value for k in call.keywords)):
+            if not isinstance(argument, (ast.Compare, ast.BoolOp, ast.UnaryOp)):
+                continue
+            if any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Await)) for n in walk(argument)):
+                continue
+            shape = ast.dump(argument)
+            tested_again = any(isinstance(s, ast.If) and ast.dump(s.test) == shape for s in rest)
+            followed = self.resolve_function(call) is not None or self.late_bound(call) is not None
+            if (has_modulo(argument) or tested_again) and followed:
+                return argument
+        return None
+
+    def split_on_argument(
+        self, statement: ast.stmt, argument: ast.expr, rest: list[ast.stmt], context: Context
+    ) -> Branch:
+        """The rest of the block once with the test true and once false, the call given the constant."""
+        if has_modulo(argument) and context.loops:
+            context.loops[-1].accumulates = True  # micro-batches add up until the test holds
+        arms: list[Flow] = []
+        for value in (True, False):
+            decided = DecideArgument(argument, value).visit(copy.deepcopy(statement))
+            arms.append(self.block([decided, *specialise(rest, argument, value)], context))
+        return Branch(arms)
+
     def tracked_assumptions(self, test: ast.expr) -> tuple[tuple[tuple[str, bool], ...], ...]:
         """What each arm knows; `if a and b:` knows both in its first arm, nothing in the other."""
         if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
@@ -224,7 +269,8 @@ class FunctionBuilder:
             )
             return (tuple(fact for arm in facts for fact in arm), ()) if facts else ()
         known = assumptions(test)
-        if not known or known[0][0] not in self.index.tracked_tests:
+        # a test of a parameter is decided by the caller's argument (`if update_grad:`)
+        if not known or (known[0][0] not in self.index.tracked_tests and known[0][0] not in self.params):
             return ()
         return ((known[0],), (known[1],))
 
@@ -242,7 +288,7 @@ class FunctionBuilder:
         header = f"for {names.segment(self.lines, node.target)} in {names.segment(self.lines, node.iter)}"
         loop = Loop(
             Seq(),
-            LoopSite(location_of(node, self.lines), header, names.segment(self.lines, node.target)),
+            LoopSite(location_of(node, self.lines), header, names.segment(self.lines, node.target), self.path),
             "repeat",
         )
         loop.iterable = names.segment(self.lines, unwrap_iterable(node.iter))
@@ -263,7 +309,7 @@ class FunctionBuilder:
         forever = isinstance(node.test, ast.Constant) and bool(node.test.value)
         header = f"while {names.segment(self.lines, node.test)}"
         loop = Loop(
-            Seq(), LoopSite(location_of(node, self.lines), header, ""), "forever" if forever else "repeat"
+            Seq(), LoopSite(location_of(node, self.lines), header, "", self.path), "forever" if forever else "repeat"
         )
         loop.draws_data = draws_data(node)
         inner = replace(context, loops=(*context.loops, loop), guard=None)
@@ -318,8 +364,11 @@ class FunctionBuilder:
         forgotten = tuple(sorted(p for p in assigned_paths(node) if p in self.index.tested_paths))
         if forgotten:
             flows.append(Forget(forgotten))
+        built = self.built_class(value)
         for target in targets:
             self.record_targets(target, node, context.loops)
+            if built is not None and isinstance(node, ast.Assign) and (path := names.path_of(target)):
+                flows.append(Instance(path, built))
             if (
                 isinstance(node, ast.Assign)
                 and isinstance(value, ast.Call)
@@ -345,6 +394,13 @@ class FunctionBuilder:
                 if path and optimizer:
                     flows.append(Register(path, (), drives=optimizer))
         return flows
+
+    def built_class(self, value: ast.expr | None) -> ClassRef | None:
+        """The project class `value` constructs (`Trainer(...)`, `misc.NativeScaler()`), if any."""
+        if not isinstance(value, ast.Call) or not self.program.class_methods():
+            return None
+        class_path = names.path_of(value.func)
+        return self.program.class_named(self.module, class_path) if class_path else None
 
     def grad_assignment(self, node, target: ast.expr, context: Context) -> list[Flow]:
         site = self.site(node)
@@ -421,7 +477,7 @@ class FunctionBuilder:
         ):
             return flows
         header = f"comprehension at line {node.lineno}"
-        return [Loop(Seq(flows), LoopSite(location_of(node, self.lines), header, ""), "repeat")]
+        return [Loop(Seq(flows), LoopSite(location_of(node, self.lines), header, "", self.path), "repeat")]
 
     def call(self, node: ast.Call, context: Context) -> list[Flow]:
         callee = names.callee_name(node)
@@ -443,6 +499,12 @@ class FunctionBuilder:
         followed = None if scaler_api else self.follow(node, context)
         if followed is not None:
             return followed
+        return self.unfollowed(node, callee, receiver, receiver_path, context)
+
+    def unfollowed(
+        self, node: ast.Call, callee: str, receiver: ast.expr | None, receiver_path: str | None, context: Context
+    ) -> list[Flow]:
+        """A call of nothing the program defines: an event of a known API, or code we cannot see."""
         if callee == "step" and receiver is not None:
             return self.step(node, receiver_path, context)
         if callee == "zero_grad":
@@ -679,21 +741,63 @@ class FunctionBuilder:
 
     # --- following calls ----------------------------------------------------------------------
     def resolve_function(self, node: ast.Call):
+        """The function a call runs, in this module or another module of the project; None when
+        it is outside the program (a library, a name bound at run time)."""
         func = node.func
         if isinstance(func, ast.Name):
-            return (
+            local = (
                 self.nested.get(func.id)
                 or self.enclosing_function(func.id)
                 or self.index.functions.get(func.id)
             )
+            if local is not None:
+                return local
+            instance = self.instance_class(func.id)  # `loss_scaler(loss, optimizer)`: its __call__
+            if instance is not None:
+                return self.program.method(instance, "__call__")
+            return self.program.function(self.module, func.id)
         if isinstance(func, ast.Attribute):
             receiver = names.path_of(func.value)
-            if receiver == "self" and self.class_info is not None:
-                return self.index.method(self.class_info, func.attr)
-            class_name = self.instances.get(receiver or "")
-            if class_name in self.index.classes:
-                return self.index.method(self.index.classes[class_name], func.attr)
+            own_class = ClassRef(self.class_info, self.module) if self.class_info is not None else None
+            if receiver == "self" and own_class is not None:
+                return self.program.method(own_class, func.attr)
+            if is_super(func.value) and own_class is not None:
+                return self.program.base_method(own_class, func.attr)
+            instance = self.instance_class(receiver)
+            if instance is not None:
+                return self.program.method(instance, func.attr)
+            if receiver is not None:
+                return self.program.function(self.module, f"{receiver}.{func.attr}")
         return None
+
+    def instance_class(self, path: str | None) -> ClassRef | None:
+        """The project class whose instance `path` holds, when this function (or the module, or
+        the class's own methods for `self.x`) assigned it from that class's constructor."""
+        if path is None:
+            return None
+        class_path = self.instances.get(path)
+        return self.program.class_named(self.module, class_path) if class_path else None
+
+    def scan_project_instances(self, body: list[ast.stmt]) -> None:
+        """`scaler = NativeScaler()` with the class imported from another project module, and
+        `self.scaler = ...` in any method of this function's class."""
+        statements = [(statement, True) for statement in own_statements(body)]
+        if self.function is not None:  # the module's own globals: `scaler = NativeScaler()` at the top
+            statements += [(statement, True) for statement in module_statements(self.index.tree)]
+        if self.class_info is not None:
+            for method in self.class_info.methods.values():
+                if method is not self.function:
+                    statements += [(statement, False) for statement in own_statements(method.body)]
+        for statement, own in statements:
+            if not (isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call)):
+                continue
+            class_path = names.path_of(statement.value.func)
+            if class_path is None or self.program.class_named(self.module, class_path) is None:
+                continue
+            for target in statement.targets:
+                path = names.path_of(target)
+                if path and (own or path.startswith("self.")):
+                    self.instances.setdefault(path, class_path)
 
     def enclosing_function(self, name: str):
         owner = self.index.owner.get(self.function) if self.function is not None else None
@@ -706,12 +810,19 @@ class FunctionBuilder:
 
     def follow(self, node: ast.Call, context: Context) -> list[Flow] | None:
         function = self.resolve_function(node)
+        late = self.late_bound(node)
+        guarded = context.guard is not None
         if function is None or function is self.function:
-            return None
+            if late is None:
+                return None
+            callee = names.callee_name(node)
+            receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
+            fallback = self.unfollowed(node, callee, receiver, names.path_of(receiver) if receiver else None, context)
+            return [Dispatch(late[0], late[1], node, self.site(node), None, fallback, guarded)]
         registers: list[Flow] = []
 
         def bind(argument: ast.expr) -> str:
-            path = names.path_of(argument)
+            path = argument_key(argument)
             if path is not None:
                 return path
             # `train(model, SGD(model.parameters()))`: the object exists only in this call
@@ -723,22 +834,52 @@ class FunctionBuilder:
             return path
 
         self.callees.add(function)
-        params = parameters(function)
-        is_method = isinstance(node.func, ast.Attribute) and self.index.class_of(function) is not None
-        bindings: dict[str, str | None] = {}
-        if is_method and params:
-            assert isinstance(node.func, ast.Attribute)  # is_method says so
-            bindings[params[0]] = names.path_of(node.func.value)
-            params = params[1:]
-        positional = [p for p in params if p not in {k.arg for k in node.keywords}]
-        for param, argument in zip(positional, node.args):
-            if isinstance(argument, ast.Starred):
-                break
-            bindings[param] = bind(argument)
-        for keyword_argument in node.keywords:
-            if keyword_argument.arg in params:
-                bindings[keyword_argument.arg] = bind(keyword_argument.value)
-        return [*registers, Call(function, bindings, self.site(node), guarded=context.guard is not None)]
+        receiver = self.receiver_of(node, function)
+        bindings = bind_arguments(node, function, receiver, bind)
+        call = Call(function, bindings, self.site(node), guarded=guarded)
+        if late is None:
+            return [*registers, call]
+        return [*registers, Dispatch(late[0], late[1], node, call.site, call, [], guarded)]
+
+    def late_bound(self, node: ast.Call) -> tuple[str, str] | None:
+        """(object, method) when which method this call runs depends on the class of an object this
+        function is handed: `self.run_step()` (a subclass may override it), `scaler(loss, opt)` or
+        `engine.step_fn(...)` on a parameter. Only for methods some project class defines."""
+        methods = self.program.class_methods()
+        func = node.func
+        if isinstance(func, ast.Name):
+            handed = func.id in self.params or (
+                func.id not in self.locals and func.id in self.program.globals(self.module)
+            )
+            return (func.id, "__call__") if handed and "__call__" in methods else None
+        if not isinstance(func, ast.Attribute):
+            return None
+        if func.attr not in methods:
+            held = names.path_of(func)  # `self.loss_scaler(...)`: an object kept on self, called
+            if held and held.startswith("self.") and "__call__" in methods and self.class_info is not None:
+                if func.attr not in self.class_info.methods:
+                    return held, "__call__"
+            return None
+        if func.attr in ("step", "zero_grad", "backward", "manual_backward"):
+            return None
+        receiver = names.path_of(func.value)
+        if receiver is None:
+            return None
+        root = receiver.split(".", 1)[0].split("[", 1)[0]
+        if receiver == "self" or root in self.params or (root == "self" and self.class_info is not None):
+            return receiver, func.attr
+        return None
+
+    def receiver_of(self, node: ast.Call, function) -> str | None | bool:
+        """What a method's `self` is bound to at this call: the object before the dot, the instance
+        called (`scaler(...)` runs `__call__`), `self` for `super().m()`; False: not a method call."""
+        if self.program.class_of(function) is None or isinstance(function, ast.Lambda):
+            return False
+        if isinstance(node.func, ast.Attribute):
+            return "self" if is_super(node.func.value) else names.path_of(node.func.value)
+        if isinstance(node.func, ast.Name) and function.name == "__call__":
+            return node.func.id
+        return False
 
     # --- helpers ------------------------------------------------------------------------------
     def parameter_sources(self, constructor: ast.Call) -> tuple[str, ...]:
@@ -824,7 +965,7 @@ class FunctionBuilder:
         }
 
     def site(self, node: ast.expr | ast.stmt) -> Site:
-        return Site(location_of(node, self.lines), names.segment(self.lines, node))
+        return Site(location_of(node, self.lines), names.segment(self.lines, node), self.path)
 
     def mark_clears_instead_of_steps(self, *arms: Seq) -> None:
         """`if not finite: optimizer.zero_grad() else: optimizer.step()`: the clear drops the batch on
@@ -844,6 +985,61 @@ class FunctionBuilder:
                 self.has_step(part) for part in parts(flow)
             )
         return self.steps_inside[flow]
+
+
+CONSTANT_KEY = "<constant "
+
+
+def constant_key(value: bool) -> str:
+    """What a parameter given `True` or `False` stands for: a test of it has one answer."""
+    return f"{CONSTANT_KEY}{value}>"
+
+
+class DecideArgument(ast.NodeTransformer):
+    """A copy of a statement in which one argument, a test, is replaced by the constant it is taken to be."""
+
+    def __init__(self, argument: ast.expr, value: bool) -> None:
+        self.place = place_of(argument)
+        self.value = value
+
+    def visit(self, node: ast.AST):
+        if isinstance(node, ast.expr) and place_of(node) == self.place:
+            return ast.copy_location(ast.Constant(self.value), node)
+        return self.generic_visit(node)
+
+
+def place_of(node: ast.expr) -> tuple:
+    return (type(node), node.lineno, node.col_offset, node.end_lineno, node.end_col_offset)
+
+
+def argument_key(argument: ast.expr) -> str | None:
+    """The caller's object an argument is (`model`, `self.opt`), or the constant a test was taken to be."""
+    if isinstance(argument, ast.Constant) and isinstance(argument.value, bool):
+        return constant_key(argument.value)
+    return names.path_of(argument)
+
+
+def bind_arguments(node: ast.Call, function, receiver, bind=argument_key) -> dict[str, str | None]:
+    """The caller's objects that `function`'s parameters stand for at this call; `receiver` is what
+    a method's first parameter is bound to (False: not a method call)."""
+    params = parameters(function)
+    bindings: dict[str, str | None] = {}
+    if receiver is not False and params:
+        bindings[params[0]] = receiver
+        params = params[1:]
+    positional = [p for p in params if p not in {k.arg for k in node.keywords}]
+    for param, argument in zip(positional, node.args):
+        if isinstance(argument, ast.Starred):
+            break
+        bindings[param] = bind(argument)
+    for keyword_argument in node.keywords:
+        if keyword_argument.arg in params:
+            bindings[keyword_argument.arg] = bind(keyword_argument.value)
+    return bindings
+
+
+def is_super(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
 
 
 def selects_parameters(node: ast.If, parameter_loops: dict[str, str]) -> bool:

@@ -9,10 +9,13 @@ from gradlint.core import Location
 
 @dataclass(frozen=True)
 class Site:
-    """A gradient event in the source: where it is and how it reads (`optimizer.zero_grad()`)."""
+    """A gradient event in the source: where it is and how it reads (`optimizer.zero_grad()`).
+
+    `path` is the module it is in when the analysis spans several (None: the one module analysed)."""
 
     location: Location
     text: str
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class LoopSite:
     location: Location
     header: str  # `for x, y in loader`
     variable: str  # `x, y` ("" for while loops)
+    path: str | None = None
 
     def describe(self) -> str:
         return f"`{self.header}` (line {self.location.line})"

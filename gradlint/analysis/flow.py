@@ -105,6 +105,31 @@ class Call:
 
 
 @dataclass(eq=False)
+class Instance:
+    """An object of a project class is built here (`loss_scaler = NativeScaler()`): a method called on
+    it later, in this function or in one it is handed to, is that class's."""
+
+    path: str
+    cls: object  # program.ClassRef
+
+
+@dataclass(eq=False)
+class Dispatch:
+    """A method called on an object whose class the caller decides (`self.run_step()` in a base class,
+    `loss_scaler(loss, optimizer)` on a parameter): resolved when interpreted, from the class the
+    object was built from; `static` is the method the builder could see (the class's own), `fallback`
+    what the call is when the class is not known."""
+
+    receiver: str
+    method: str  # `__call__` for a call of the object itself
+    node: ast.Call
+    site: Site
+    static: Call | None
+    fallback: list[Flow]
+    guarded: bool = False
+
+
+@dataclass(eq=False)
 class Gate:
     """The micro-batches of `accelerator.accumulate(...)` that do not sync: the prepared optimizer's
     step() and zero_grad() do nothing there, while everything else (model.zero_grad()) still runs."""
@@ -124,7 +149,7 @@ class Register:
     fresh_parameters: bool = False  # replayed at the top of an iteration that makes its tensors anew
 
 
-Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget]
+Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget, Instance, Dispatch]
 
 
 def parts(flow: Flow) -> list[Flow]:
@@ -139,6 +164,8 @@ def parts(flow: Flow) -> list[Flow]:
         return [*flow.body, *flow.handlers, flow.orelse, flow.final]
     if isinstance(flow, Event) and flow.closure is not None:
         return [flow.closure]
+    if isinstance(flow, Dispatch):
+        return [*([flow.static] if flow.static is not None else []), *flow.fallback]
     return []
 
 
@@ -159,7 +186,7 @@ def walk_events(flow: Flow) -> Iterator[Event]:
 
 def walk_effects(flow: Flow) -> Iterator[Flow]:
     """Events, calls and registrations in a flow (what a loop must be iterated for)."""
-    return (node for node in walk(flow) if isinstance(node, (Event, Call, Register)))
+    return (node for node in walk(flow) if isinstance(node, (Event, Call, Register, Dispatch)))
 
 
 def prune(flow: Flow) -> Flow | None:

@@ -12,10 +12,10 @@ import ast
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 from gradlint.analysis import names
-from gradlint.analysis.build import FunctionBuilder
+from gradlint.analysis.build import CONSTANT_KEY, FunctionBuilder, bind_arguments, constant_key
 from gradlint.analysis.facts import (
     Accumulation,
     DiscardedGradients,
@@ -28,11 +28,13 @@ from gradlint.analysis.facts import (
 from gradlint.analysis.flow import (
     Branch,
     Call,
+    Dispatch,
     Event,
     Exit,
     Flow,
     Forget,
     Gate,
+    Instance,
     Loop,
     Register,
     Seq,
@@ -42,7 +44,8 @@ from gradlint.analysis.flow import (
 )
 from gradlint.analysis.nodes import walk
 from gradlint.analysis.order import EMPTY, ORDER_KINDS, Order, OrderInterpreter, end_iteration
-from gradlint.analysis.scope import MANUAL, ModuleIndex
+from gradlint.analysis.program import Program, lone_module
+from gradlint.analysis.scope import MANUAL
 from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, parameters
 from gradlint.core import EventKind
 
@@ -144,32 +147,53 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
 
 
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
-    return ModuleAnalysis(tree, list(lines)).run()
+    return ProgramAnalysis(Program([lone_module(tree, list(lines))])).run()
 
 
-class ModuleAnalysis:
-    def __init__(self, tree: ast.Module, lines: list[str]) -> None:
-        self.index = ModuleIndex.of(tree)
-        self.lines = lines
-        self.flows: dict[ast.FunctionDef | ast.AsyncFunctionDef | None, Flow] = {}
-        self.builders: dict[ast.FunctionDef | ast.AsyncFunctionDef | None, FunctionBuilder] = {}
+# What a flow is built for: a function, or a module's own body (keyed by its tree).
+Body = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.Module]
+
+
+class ProgramAnalysis:
+    """Every entry point of a program interpreted, each function's flow built once and shared."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.flows: dict[Body, Flow] = {}
+        self.builders: dict[Body, FunctionBuilder] = {}
         self.facts = Facts()
-        self.effects: dict[ast.FunctionDef | ast.AsyncFunctionDef | None, bool] = {}
+        self.effects: dict[Body, bool] = {}
         self.flow_effects: dict[Flow, bool] = {}
         self.closures: set[ast.AST] = set()  # functions some step evaluates as its closure
+        self.late_calls: dict[tuple[Dispatch, ast.AST], Call] = {}
 
-    def flow_of(self, function: ast.FunctionDef | ast.AsyncFunctionDef | None) -> Flow:
-        if function not in self.flows and function is not None and self.index.is_inert(function):
-            self.flows[function] = Seq()  # a model's forward(), a data helper: nothing to follow
-        if function not in self.flows:
-            builder = FunctionBuilder(self.index, self.lines, function)
-            self.builders[function] = builder
-            self.flows[function] = builder.build()
-        return self.flows[function]
+    def late_call(self, dispatch: Dispatch, function: ast.FunctionDef | ast.AsyncFunctionDef) -> Call:
+        """The call a dispatch makes to `function`: one object per pair, so the interpreter's memo
+        of calls answers its repetitions."""
+        pair = (dispatch, function)
+        if pair not in self.late_calls:
+            receiver = dispatch.receiver if self.program.class_of(function) is not None else False
+            bindings = bind_arguments(dispatch.node, function, receiver)
+            self.late_calls[pair] = Call(function, bindings, dispatch.site, dispatch.guarded)
+        return self.late_calls[pair]
 
-    def has_effect(
-        self, function: ast.FunctionDef | ast.AsyncFunctionDef | None, visiting: frozenset = frozenset()
-    ) -> bool:
+    def flow_of(self, body: Body) -> Flow:
+        if body not in self.flows:
+            if isinstance(body, ast.Module):
+                module = next(m for m in self.program.roots if m.tree is body)
+                function = None
+            else:
+                module, function = self.program.module_of[body], body
+                index = self.program.index(module)
+                if index.is_inert(body, self.program.imported_names(module)):
+                    self.flows[body] = Seq()  # a model's forward(), a data helper: nothing to follow
+                    return self.flows[body]
+            builder = FunctionBuilder(self.program, module, function)
+            self.builders[body] = builder
+            self.flows[body] = builder.build()
+        return self.flows[body]
+
+    def has_effect(self, function: Body, visiting: frozenset = frozenset()) -> bool:
         """Whether calling `function` can touch a gradient: pure helpers are not interpreted at all."""
         if function not in self.effects:
             if function in visiting:
@@ -185,32 +209,34 @@ class ModuleAnalysis:
         return self.flow_effects[flow]
 
     def run(self) -> Facts:
-        if not self.index.has_gradient_code:
-            return self.facts
-        functions = self.index.all_functions()
-        for function in [None, *functions]:
-            self.flow_of(function)
+        """Entry points: each root module's body, and its functions that nothing in the program calls."""
+        entries: list[Body] = []
+        for module in self.program.roots:
+            index = self.program.index(module)
+            if index.has_gradient_code or self.program.imported_names(module):
+                entries += [module.tree, *index.all_functions()]
+        for body in entries:
+            self.flow_of(body)
         called = {
             callee
-            for function, builder in self.builders.items()
+            for body, builder in list(self.builders.items())
             for callee in builder.callees
-            if callee is not function
+            if callee is not body
         }
         self.closures = {closure for builder in self.builders.values() for closure in builder.closures}
-        for function in [None, *functions]:
-            if (function is None or function not in called) and self.has_effect(function):
-                RootInterpreter(self, function).run()
+        for body in entries:
+            if (isinstance(body, ast.Module) or body not in called) and self.has_effect(body):
+                RootInterpreter(self, body).run()
         return self.facts
 
 
 class RootInterpreter(OrderInterpreter):
-    """Interprets one entry point (the module body, or a function nobody in the module calls)."""
+    """Interprets one entry point (a module body, or a function nobody in the program calls)."""
 
-    def __init__(
-        self, analysis: ModuleAnalysis, function: ast.FunctionDef | ast.AsyncFunctionDef | None
-    ) -> None:
+    def __init__(self, analysis: ProgramAnalysis, entry: Body) -> None:
         self.analysis = analysis
-        self.function = function
+        self.entry = entry
+        self.function = None if isinstance(entry, ast.Module) else entry
         self.optimizers: set[str] = set()
         self.lbfgs: set[str] = set()
         self.engines: set[str] = set()
@@ -218,6 +244,7 @@ class RootInterpreter(OrderInterpreter):
         self.clears: dict[str, Event] = {}
         self.closure_steps: dict[Event, Loop] = {}
         self.schedules: dict[str, str | None] = {}
+        self.instances: dict[str, object] = {}  # object -> the project class it was built from
         self.record = False
         self.reset()
 
@@ -233,10 +260,10 @@ class RootInterpreter(OrderInterpreter):
         # Which objects are optimizers is learnt while interpreting (a callee's `o.step()` makes the
         # caller's `o` one), so interpret until that set stops growing, then keep the last facts.
         for _ in range(4):
-            known = (set(self.optimizers), set(self.engines))
+            known = (set(self.optimizers), set(self.engines), dict(self.instances))
             self.reset()
             self.interpret_root()
-            if known == (self.optimizers, self.engines):
+            if known == (self.optimizers, self.engines, self.instances):
                 break
         if not self.optimizers and not self.engines:
             return
@@ -256,14 +283,14 @@ class RootInterpreter(OrderInterpreter):
 
     def interpret_root(self) -> None:
         function = self.function
-        builder = self.analysis.builders[function]
+        builder = self.analysis.builders[self.entry]
         frame = Frame(function, {}, frozenset(builder.locals), "", stack=(function,))
         state = {key: frozenset({Grad()}) for key in self.optimizers | self.engines}
-        self.interpret(self.analysis.flow_of(function), state, frame)
+        self.interpret(self.analysis.flow_of(self.entry), state, frame)
 
     # --- names to objects -----------------------------------------------------------------------
     def resolve(self, path: str | None, frame: Frame) -> str | None:
-        if path is None or path == MANUAL:
+        if path is None or path == MANUAL or path.startswith(CONSTANT_KEY):
             return path
         root, rest = split_root(path)
         while frame is not None:
@@ -317,6 +344,13 @@ class RootInterpreter(OrderInterpreter):
             return self.interpret(flow.body, state, replace(frame, gated=True))
         if isinstance(flow, Register):
             return Outcome(normal=self.register(flow, state, frame))
+        if isinstance(flow, Instance):
+            key = self.resolve(flow.path, frame)
+            if key is not None:
+                self.instances[key] = flow.cls
+            return Outcome(normal=state)
+        if isinstance(flow, Dispatch):
+            return self.dispatch(flow, state, frame)
         raise TypeError(f"unknown flow node {flow!r}")
 
     def assume_all(
@@ -334,6 +368,8 @@ class RootInterpreter(OrderInterpreter):
         key = frame.prefix + path if path.startswith(TEST_KEY) else self.resolve(path, frame)
         if key is None:
             return state
+        if key.startswith(CONSTANT_KEY):  # the caller passed True or False: one arm runs
+            return state if key == constant_key(truth) else None
         fact, contrary = (key, truth), (key, not truth)
 
         def remember(value: Grad) -> Grad:
@@ -411,6 +447,18 @@ class RootInterpreter(OrderInterpreter):
             for name in ("breaks", "continues", "returns", "raises")
         }
         return Outcome(normal=final_normal.normal, **others)
+
+    def dispatch(self, dispatch: Dispatch, state: State, frame: Frame) -> Outcome:
+        """The method of the class the receiver was built from; else what the builder could see."""
+        key = self.resolve(dispatch.receiver, frame)
+        cls = self.instances.get(key) if key is not None else None
+        if cls is not None:
+            function = self.analysis.program.method(cls, dispatch.method)
+            if function is not None and (dispatch.static is None or function is not dispatch.static.function):
+                return self.call(self.analysis.late_call(dispatch, function), state, frame)
+        if dispatch.static is not None:
+            return self.call(dispatch.static, state, frame)
+        return self.sequence(dispatch.fallback, state, frame)
 
     def call(self, call: Call, state: State, frame: Frame) -> Outcome:
         function = call.function
@@ -580,7 +628,8 @@ class RootInterpreter(OrderInterpreter):
             assert event.closure is not None  # step() comes here only for a step with a closure
             body = Seq([event.closure, replace(event, closure=None)])
             header = f"{event.site.text} (LBFGS evaluates the closure repeatedly)"
-            self.closure_steps[event] = Loop(body, LoopSite(event.site.location, header, ""), "repeat")
+            site = LoopSite(event.site.location, header, "", event.site.path)
+            self.closure_steps[event] = Loop(body, site, "repeat")
         loop = self.closure_steps[event]
         if key not in self.lbfgs:
             return self.interpret(loop.body, state, frame).normal or state
@@ -765,7 +814,7 @@ class RootInterpreter(OrderInterpreter):
         if function is None:
             return set()
         params = set(parameters(function))
-        if self.analysis.index.class_of(function) is not None:
+        if self.analysis.program.class_of(function) is not None:
             params.discard("self")
         return params
 

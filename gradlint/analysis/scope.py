@@ -52,7 +52,9 @@ class ModuleIndex:
     function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
 
     @classmethod
-    def of(cls, tree: ast.Module) -> ModuleIndex:
+    def of(cls, tree: ast.Module, whole: bool = False) -> ModuleIndex:
+        """With `whole`, classes and kinds are indexed even in a module with no gradient attribute:
+        another module's training path may call into it (a Trainer that hands its optimizer on)."""
         index = cls(tree)
         for node in tree.body:
             if isinstance(node, FunctionNode):
@@ -60,7 +62,7 @@ class ModuleIndex:
             elif isinstance(node, ast.ClassDef):
                 index.classes[node.name] = ClassInfo(node)
         accelerator_constructors = index._read_tree()
-        if not index.has_gradient_code:
+        if not index.has_gradient_code and not whole:
             return index
         for info in index.classes.values():
             for item in info.node.body:
@@ -129,8 +131,11 @@ class ModuleIndex:
         }
         return accelerator_constructors
 
-    def is_inert(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-        """No gradient attribute and no call to a function of this module anywhere inside."""
+    def is_inert(
+        self, function: ast.FunctionDef | ast.AsyncFunctionDef, imported: frozenset[str] = frozenset()
+    ) -> bool:
+        """No gradient attribute and no call to a function of this module anywhere inside, nor to
+        one of the `imported` names (a function or class of another project module)."""
         if not self.function_names:
             self.function_names = {f.name for f in self.function_list}
         for node in walk(function):
@@ -138,7 +143,10 @@ class ModuleIndex:
                 return False
             if names.is_order_call(node):
                 return False
-            if isinstance(node, ast.Call) and names.callee_name(node) in self.function_names:
+            if isinstance(node, ast.Call) and (
+                names.callee_name(node) in self.function_names
+                or (imported and calls_imported(node, imported))
+            ):
                 return False
         return True
 
@@ -163,6 +171,15 @@ class ModuleIndex:
 
     def all_functions(self) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
         return self.function_list
+
+
+def calls_imported(call: ast.Call, imported: frozenset[str]) -> bool:
+    """`engine.train(...)`, `train(...)`, `scaler(...)` where the head name is bound by an import or is
+    an instance of a class: the call may reach another module's gradient events."""
+    func = call.func
+    while isinstance(func, ast.Attribute):
+        func = func.value
+    return isinstance(func, ast.Name) and func.id in imported
 
 
 def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:

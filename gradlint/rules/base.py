@@ -17,16 +17,17 @@ def finding(rule: Rule, site: Site, message: str, related: Iterable[tuple[Site, 
         rule.name,
         message,
         site.location,
-        tuple(Related(other.location, note) for other, note in related),
+        tuple(Related(other.location, note, other.path if other.path != site.path else None) for other, note in related),
+        site.path,
     )
 
 
 def one_per_place(findings: Iterable[Finding]) -> list[Finding]:
     """Paths through loops and helpers can report one line several times: keep the first by position,
     then by the positions of the lines it names (never by its text, which holds the user's names)."""
-    chosen: dict[tuple[str, object], Finding] = {}
+    chosen: dict[tuple[str, str | None, object], Finding] = {}
     for item in sorted(findings, key=lambda f: (f.location, [r.location for r in f.related], f.message)):
-        chosen.setdefault((item.code, item.location), item)
+        chosen.setdefault((item.code, item.path, item.location), item)
     return list(chosen.values())
 
 

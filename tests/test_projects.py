@@ -1,0 +1,182 @@
+"""Fixture projects of several modules: the training path crosses files, and so do the findings.
+
+Each folder in fixtures/projects/ is a runnable program (`python main.py` from its folder) whose
+files carry `# expect:` marks as the single-file fixtures do, in whichever file is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import gradlint, write
+from test_fixtures import read_expectation
+
+PROJECTS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "projects"
+PROJECTS = sorted(path for path in PROJECTS_DIR.iterdir() if (path / "main.py").is_file())
+PROJECT_IDS = [path.name for path in PROJECTS]
+
+
+def expected(project: Path) -> set[tuple[str, int, str]]:
+    found = set()
+    for file in sorted(project.rglob("*.py")):
+        expectation = read_expectation(file)
+        found |= {(str(file), line, code) for line, code in expectation.findings}
+    return found
+
+
+def reported(capsys, *paths: str) -> tuple[set[tuple[str, int, str]], dict]:
+    code, out, _ = gradlint(capsys, "check", "--format", "json", "--no-cache", *paths)
+    document = json.loads(out)
+    assert code == (1 if document["findings"] else 0) and not document["errors"]
+    return {(f["path"], f["line"], f["code"]) for f in document["findings"]}, document
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=PROJECT_IDS)
+def test_the_whole_project_reports_what_its_files_expect(project, capsys):
+    assert any(read_expectation(f).stated for f in project.rglob("*.py")), "state what the project must report"
+    findings, _ = reported(capsys, str(project))
+    assert findings == expected(project)
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=PROJECT_IDS)
+def test_each_file_checked_alone_reports_its_own_findings(project, capsys):
+    """As pre-commit passes only the changed file: the modules it imports, and those importing it,
+    are read for the training path, and only its own findings are reported."""
+    wanted = expected(project)
+    for file in sorted(project.rglob("*.py")):
+        findings, _ = reported(capsys, str(file))
+        assert findings == {item for item in wanted if item[0] == str(file)}, file.name
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=PROJECT_IDS)
+def test_the_project_runs(project):
+    """Each project is a real training program: its findings are about code that runs."""
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_finding_names_the_line_in_the_other_file(capsys):
+    project = PROJECTS_DIR / "engine_clear_per_epoch"
+    _, document = reported(capsys, str(project))
+    (finding,) = document["findings"]
+    assert finding["path"] == str(project / "main.py")
+    assert [(r["path"], r["line"]) for r in finding["related"]] == [(str(project / "engine.py"), 10)]
+
+
+# --- how imports resolve ------------------------------------------------------------------------
+TRAIN_LOOP = """\
+def train(model, loader, optimizer):
+    for x, y in loader:
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+"""
+
+CALLER = """\
+import torch
+{import_line}
+
+
+def main(model, loader):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(3):
+        optimizer.zero_grad()
+        {call}(model, loader, optimizer)
+"""
+
+
+@pytest.mark.parametrize(
+    ("files", "import_line", "call"),
+    [
+        ({"engine.py": TRAIN_LOOP}, "from engine import train", "train"),
+        ({"engine.py": TRAIN_LOOP}, "import engine", "engine.train"),
+        ({"engine.py": TRAIN_LOOP}, "from engine import train as run_epoch", "run_epoch"),
+        ({"util/misc.py": TRAIN_LOOP, "util/__init__.py": ""}, "import util.misc as misc", "misc.train"),
+        ({"util/misc.py": TRAIN_LOOP, "util/__init__.py": ""}, "import util.misc", "util.misc.train"),
+        ({"util/misc.py": TRAIN_LOOP, "util/__init__.py": ""}, "from util import misc", "misc.train"),
+        (  # a re-export in the package's __init__.py
+            {"utils/train_utils.py": TRAIN_LOOP, "utils/__init__.py": "from .train_utils import train\n"},
+            "from utils import train",
+            "train",
+        ),
+        ({"src/pkg/loop.py": TRAIN_LOOP, "src/pkg/__init__.py": ""}, "from pkg.loop import train", "train"),
+    ],
+    ids=["from-import", "import-module", "as-alias", "import-as", "dotted", "submodule", "reexport", "src"],
+)
+def test_an_imported_training_loop_is_followed(tmp_path, capsys, files, import_line, call):
+    (tmp_path / "pyproject.toml").write_text("")
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    main = write(tmp_path, "main.py", CALLER.format(import_line=import_line, call=call))
+    findings, _ = reported(capsys, main)
+    assert findings == {(main, 8, "GL101")}
+
+
+def test_a_relative_import_inside_a_package_is_followed(tmp_path, capsys):
+    (tmp_path / "setup.py").write_text("")
+    write(tmp_path, "pkg/__init__.py", "")
+    write(tmp_path, "pkg/loop.py", TRAIN_LOOP)
+    main = write(tmp_path, "pkg/main.py", CALLER.format(import_line="from .loop import train", call="train"))
+    findings, _ = reported(capsys, main)
+    assert findings == {(main, 8, "GL101")}
+
+
+def test_a_local_module_shadows_an_installed_one_of_the_same_name(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_text("")
+    write(tmp_path, "json.py", TRAIN_LOOP)  # Python would import this file, not the standard library's
+    main = write(tmp_path, "main.py", CALLER.format(import_line="from json import train", call="train"))
+    findings, _ = reported(capsys, main)
+    assert findings == {(main, 8, "GL101")}
+
+
+def test_what_resolves_to_no_project_file_is_assumed_correct(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_text("")
+    main = write(tmp_path, "main.py", CALLER.format(import_line="from somewhere_else import train", call="train"))
+    findings, _ = reported(capsys, main)
+    assert findings == set()
+
+
+def test_two_modules_of_one_name_in_different_directories_are_not_confused(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_text("")
+    write(tmp_path, "a/engine.py", TRAIN_LOOP)
+    write(tmp_path, "b/engine.py", TRAIN_LOOP.replace("        optimizer.step()\n", "        optimizer.step()\n        optimizer.zero_grad()\n"))
+    buggy = write(tmp_path, "a/main.py", CALLER.format(import_line="from engine import train", call="train"))
+    clean = write(tmp_path, "b/main.py", CALLER.format(import_line="from engine import train", call="train"))
+    findings, _ = reported(capsys, buggy, clean)
+    assert findings == {(buggy, 8, "GL101")}
+
+
+def test_an_import_cycle_neither_hangs_nor_hides_the_finding(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_text("")
+    write(tmp_path, "engine.py", "import main\n\n" + TRAIN_LOOP)
+    main = write(tmp_path, "main.py", CALLER.format(import_line="from engine import train", call="train"))
+    findings, _ = reported(capsys, str(tmp_path))
+    assert findings == {(main, 8, "GL101")}
+
+
+def test_a_callee_that_does_not_parse_is_unknown_and_its_error_is_reported_only_if_checked(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_text("")
+    broken = write(tmp_path, "engine.py", "def train(model, loader, optimizer:\n    loss.backward()\n")
+    main = write(tmp_path, "main.py", CALLER.format(import_line="from engine import train", call="train"))
+    code, out, _ = gradlint(capsys, "check", "--format", "json", "--no-cache", main)
+    assert (code, json.loads(out)) == (0, {"version": 1, "findings": [], "errors": []})
+    code, out, _ = gradlint(capsys, "check", "--format", "json", "--no-cache", main, broken)
+    document = json.loads(out)
+    assert code == 2 and [e["path"] for e in document["errors"]] == [broken] and not document["findings"]
+
+
+def test_a_symlinked_package_is_the_module_it_points_to(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_text("")
+    write(tmp_path, "real/loop.py", TRAIN_LOOP)
+    write(tmp_path, "real/__init__.py", "")
+    os.symlink(tmp_path / "real", tmp_path / "pkg")
+    main = write(tmp_path, "main.py", CALLER.format(import_line="from pkg.loop import train", call="train"))
+    findings, _ = reported(capsys, main, str(tmp_path / "real" / "loop.py"))
+    assert findings == {(main, 8, "GL101")}
