@@ -755,7 +755,7 @@ class FunctionBuilder:
             instance = self.instance_class(func.id)  # `loss_scaler(loss, optimizer)`: its __call__
             if instance is not None:
                 return self.program.method(instance, "__call__")
-            return self.program.function(self.module, func.id)
+            return self.program.function(self.module, func.id) or self.constructor(func.id)
         if isinstance(func, ast.Attribute):
             receiver = names.path_of(func.value)
             own_class = ClassRef(self.class_info, self.module) if self.class_info is not None else None
@@ -767,8 +767,17 @@ class FunctionBuilder:
             if instance is not None:
                 return self.program.method(instance, func.attr)
             if receiver is not None:
-                return self.program.function(self.module, f"{receiver}.{func.attr}")
+                dotted = f"{receiver}.{func.attr}"
+                return self.program.function(self.module, dotted) or self.constructor(dotted)
         return None
+
+    def constructor(self, class_path: str):
+        """`Trainer(model, optimizer)`: the `__init__` a project class runs when it is built, which
+        keeps what it is handed instead of doing something unknown with it."""
+        if self.program.project is None:
+            return None  # one module alone: its classes' constructors were never followed
+        built = self.program.class_named(self.module, class_path)
+        return self.program.method(built, "__init__") if built is not None else None
 
     def instance_class(self, path: str | None) -> ClassRef | None:
         """The project class whose instance `path` holds, when this function (or the module, or
@@ -875,6 +884,8 @@ class FunctionBuilder:
         called (`scaler(...)` runs `__call__`), `self` for `super().m()`; False: not a method call."""
         if self.program.class_of(function) is None or isinstance(function, ast.Lambda):
             return False
+        if function.name == "__init__" and not (isinstance(node.func, ast.Attribute) and is_super(node.func.value)):
+            return None  # a constructor: the object being built has no name yet
         if isinstance(node.func, ast.Attribute):
             return "self" if is_super(node.func.value) else names.path_of(node.func.value)
         if isinstance(node.func, ast.Name) and function.name == "__call__":
