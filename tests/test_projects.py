@@ -68,6 +68,14 @@ def test_a_finding_names_the_line_in_the_other_file(capsys):
     (finding,) = document["findings"]
     assert finding["path"] == str(project / "main.py")
     assert [(r["path"], r["line"]) for r in finding["related"]] == [(str(project / "engine.py"), 10)]
+    engine = str(project / "engine.py")
+    # lines of the finding's own file are plain; those of another file name it
+    assert "(line 20)" in finding["message"] and f"at line 10 of {engine}" in finding["message"]
+
+
+def test_no_message_keeps_the_marks_that_name_files(capsys):
+    _, document = reported(capsys, str(PROJECTS_DIR))
+    assert document["findings"] and not any("\x00" in f["message"] for f in document["findings"])
 
 
 # --- how imports resolve ------------------------------------------------------------------------

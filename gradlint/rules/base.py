@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ def finding(rule: Rule, site: Site, message: str, related: Iterable[tuple[Site, 
     return Finding(
         rule.code,
         rule.name,
-        message,
+        in_files(message, site.path),
         site.location,
         tuple(Related(other.location, note, other.path if other.path != site.path else None) for other, note in related),
         site.path,
@@ -35,5 +36,20 @@ def code(site: Site) -> str:
     return f"`{site.text}`"
 
 
+def line(site: Site | LoopSite) -> str:
+    """`line 10`, or `line 10 of engine.py` once the finding is known to be in another file."""
+    return f"line {site.location.line}{FILE_MARK}{site.path or ''}{FILE_MARK}"
+
+
 def loop_phrase(loop: LoopSite) -> str:
-    return f"`{loop.header}` (line {loop.location.line})"
+    return f"`{loop.header}` ({line(loop)})"
+
+
+# Messages are written before the file they will be reported in is known: a line of a site names
+# its file between these marks, and `in_files` keeps the name only where it is another file's.
+FILE_MARK = "\x00"
+FILE_NAMED = re.compile(f"{FILE_MARK}([^{FILE_MARK}]*){FILE_MARK}")
+
+
+def in_files(message: str, path: str | None) -> str:
+    return FILE_NAMED.sub(lambda m: "" if m.group(1) in ("", path) else f" of {m.group(1)}", message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Facts, StaleStep
@@ -101,17 +101,17 @@ def report(stale: StaleStep) -> Finding:
         frequency = "runs once, before the loop"
     if outer:
         stepping = (
-            f"{code(step)} at line {step.location.line} runs on every iteration of {loop_phrase(outer[-1])}"
+            f"{code(step)} at {line(step)} runs on every iteration of {loop_phrase(outer[-1])}"
         )
         where = f"move it into {loop_phrase(outer[-1])}"
     else:
         frequency = "is skipped on some iterations"
-        stepping = f"{code(step)} at line {step.location.line} is not"
+        stepping = f"{code(step)} at {line(step)} is not"
         where = "clear on every iteration that steps"
     if outer and stale.step_loop_clears and stale.clear_on_path:
         # that loop clears after its steps: only its first step finds the gradients left before it
         message = (
-            f"{code(step)} at line {step.location.line} re-applies, the first time {loop_phrase(outer[-1])} "
+            f"{code(step)} at {line(step)} re-applies, the first time {loop_phrase(outer[-1])} "
             f"steps, gradients an earlier step already used: {code(clear)} {frequency} and nothing clears "
             f"them before {loop_phrase(outer[0])}; clear before {loop_phrase(outer[0])}, as that loop "
             f"does after its own steps"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Facts, StaleStep
@@ -79,7 +79,7 @@ def report(stale: StaleStep) -> Finding:
         backward = stale.backwards[0]
         message = (
             f"gradients of `{stale.optimizer}` are never cleared: {code(backward)} adds into .grad{loop} and "
-            f"{code(step)} at line {step.location.line} applies the running sum of all earlier batches; {fix}"
+            f"{code(step)} at {line(step)} applies the running sum of all earlier batches; {fix}"
         )
         return finding(RULE, backward, message, [(step, "this step applies the accumulated sum")])
     sources = ", ".join(str(b.location.line) for b in stale.backwards) or "earlier steps"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, one_per_place
+from gradlint.rules.base import code, finding, line, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import DiscardedGradients, Facts
@@ -92,8 +92,8 @@ def check(facts: Facts) -> list[Finding]:
 def report(discard: DiscardedGradients) -> Finding:
     clear, backward, step = discard.clear, discard.backward, discard.step
     message = (
-        f"{code(clear)} discards the gradients of {code(backward)} (line {backward.location.line}) "
-        f"before any step uses them, and {code(step)} at line {step.location.line} then steps without them; "
+        f"{code(clear)} discards the gradients of {code(backward)} ({line(backward)}) "
+        f"before any step uses them, and {code(step)} at {line(step)} then steps without them; "
         f"clear after the step instead"
     )
     return finding(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Facts, UnappliedBackward
@@ -77,7 +77,7 @@ def report(unapplied: UnappliedBackward) -> Finding:
     fate = ""
     related = []
     if unapplied.cleared_by is not None:
-        fate = f"; {code(unapplied.cleared_by)} at line {unapplied.cleared_by.location.line} throws them away"
+        fate = f"; {code(unapplied.cleared_by)} at {line(unapplied.cleared_by)} throws them away"
         related.append((unapplied.cleared_by, "the unused gradients are cleared here"))
     message = (
         f"the gradients of {code(backward)} are never applied: no optimizer step or parameter update uses "

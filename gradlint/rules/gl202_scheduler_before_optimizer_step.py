@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Facts, SchedulerBeforeStep
@@ -101,13 +101,13 @@ def report(fact: SchedulerBeforeStep) -> Finding:
     scheduler, step = fact.scheduler, fact.step
     if fact.per_epoch:
         effect = (
-            f"runs at the top of {loop_phrase(fact.loop)}, before {code(step)} (line {step.location.line}) "
+            f"runs at the top of {loop_phrase(fact.loop)}, before {code(step)} ({line(step)}) "
             f"steps: the first epoch trains with the schedule's second learning rate and every epoch runs "
             f"one value ahead; step the scheduler after the epoch's batch loop"
         )
     else:
         effect = (
-            f"runs before {code(step)} (line {step.location.line}) in the same iteration of "
+            f"runs before {code(step)} ({line(step)}) in the same iteration of "
             f"{loop_phrase(fact.loop)}: the schedule's first learning rate is never used and every step "
             f"runs one value ahead; call it after the optimizer's step"
         )

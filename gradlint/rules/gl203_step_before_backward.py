@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Facts, StepBeforeBackward
@@ -82,7 +82,7 @@ def check(facts: Facts) -> list[Finding]:
 def report(fact: StepBeforeBackward) -> Finding:
     step, backward = fact.step, fact.backward
     message = (
-        f"{code(step)} runs before {code(backward)} (line {backward.location.line}) in the same iteration "
+        f"{code(step)} runs before {code(backward)} ({line(backward)}) in the same iteration "
         f"of {loop_phrase(fact.loop)}: each step applies the previous batch's gradients, the first step none "
         f"(and none at all when the iteration clears first); move the step after the backward"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Facts, UnscaledAccumulation
@@ -95,7 +95,7 @@ def report(unscaled: UnscaledAccumulation) -> Finding:
     count = unscaled.count or "the number of accumulated passes"
     message = (
         f"{code(backward)} accumulates {count} backward passes of {loop_phrase(unscaled.loop)} into each "
-        f"{code(step)} (line {step.location.line}) but the loss is not divided by {count}: the update is "
+        f"{code(step)} ({line(step)}) but the loss is not divided by {count}: the update is "
         f"{count} times the mean gradient's (the learning rate is multiplied by it); "
         f"divide the loss by {count}"
     )

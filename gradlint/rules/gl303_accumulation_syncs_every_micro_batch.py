@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from gradlint.analysis import names
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Accumulation, DataParallelWrap, Facts
@@ -107,8 +107,8 @@ def report(accumulation: Accumulation, wrap: DataParallelWrap) -> Finding:
     model = f"`{wrap.model}`" if wrap.model else "the model"
     message = (
         f"{code(backward)} accumulates {count} micro-batches of {loop_phrase(accumulation.loop)} into each "
-        f"{code(step)} (line {step.location.line}), but {model} is wrapped in DistributedDataParallel "
-        f"(line {wrap.site.location.line}) and never under `no_sync()`: every micro-batch all-reduces its "
+        f"{code(step)} ({line(step)}), but {model} is wrapped in DistributedDataParallel "
+        f"({line(wrap.site)}) and never under `no_sync()`: every micro-batch all-reduces its "
         f"gradients across ranks although only the last sum is stepped; run the backward passes that do "
         f"not step under `with {wrap.model or 'model'}.no_sync():`"
     )

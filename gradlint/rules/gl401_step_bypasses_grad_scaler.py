@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, one_per_place
+from gradlint.rules.base import code, finding, line, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Facts, ScaledStep
@@ -82,7 +82,7 @@ def check(facts: Facts) -> list[Finding]:
 def report(fact: ScaledStep) -> Finding:
     step, backward = fact.step, fact.backward
     message = (
-        f"{code(step)} applies the gradients of {code(backward)} (line {backward.location.line}) with "
+        f"{code(step)} applies the gradients of {code(backward)} ({line(backward)}) with "
         f"GradScaler's scale still in them (65536 at first): the update is that many times too large and "
         f"inf/NaN steps are not skipped; use `scaler.step({fact.optimizer})` then `scaler.update()`"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import Facts, ScalerNotUpdated
@@ -74,7 +74,7 @@ def check(facts: Facts) -> list[Finding]:
 def report(fact: ScalerNotUpdated) -> Finding:
     step, previous = fact.step, fact.previous
     where = f" in {loop_phrase(fact.loop)}" if fact.loop is not None else ""
-    since = "its previous call" if previous == step else f"{code(previous)} (line {previous.location.line})"
+    since = "its previous call" if previous == step else f"{code(previous)} ({line(previous)})"
     message = (
         f"{code(step)} runs again{where} with no `update()` of the scaler since {since}: the scale never "
         f"adapts, and an enabled GradScaler raises RuntimeError on the second step; call `update()` after "

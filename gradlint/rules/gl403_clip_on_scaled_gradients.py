@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, one_per_place
+from gradlint.rules.base import code, finding, line, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import ClipOnScaledGradients, Facts
@@ -79,7 +79,7 @@ def check(facts: Facts) -> list[Finding]:
 def report(fact: ClipOnScaledGradients) -> Finding:
     clip, backward = fact.clip, fact.backward
     message = (
-        f"{code(clip)} clips the gradients of {code(backward)} (line {backward.location.line}) while they "
+        f"{code(clip)} clips the gradients of {code(backward)} ({line(backward)}) while they "
         f"still carry GradScaler's scale (65536 at first): the threshold meets a norm that many times too "
         f"large and clips nearly every step; call `scaler.unscale_(optimizer)` before clipping"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, loop_phrase, one_per_place
+from gradlint.rules.base import code, finding, line, loop_phrase, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import EvalDuringTraining, Facts
@@ -124,12 +124,12 @@ def report(fact: EvalDuringTraining) -> Finding:
     if train is None:
         restore = "nothing sets it back to train mode"
     elif fact.train_in_loop:
-        restore = f"{code(train)} (line {train.location.line}) does not run between them"
+        restore = f"{code(train)} ({line(train)}) does not run between them"
     else:
-        restore = f"{code(train)} (line {train.location.line}) runs only once, before the loop"
+        restore = f"{code(train)} ({line(train)}) runs only once, before the loop"
     message = (
         f"{code(eval_site)} leaves `{fact.model}` in eval mode for the next iteration of "
-        f"{loop_phrase(fact.loop)}, where {code(backward)} (line {backward.location.line}) trains it: "
+        f"{loop_phrase(fact.loop)}, where {code(backward)} ({line(backward)}) trains it: "
         f"{restore}, so from the second iteration on training runs with dropout off and batch-norm "
         f"statistics frozen; call `{fact.model}.train()` at the top of each iteration (or after the "
         f"evaluation)"

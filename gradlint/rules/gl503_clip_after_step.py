@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gradlint.core import Finding, Rule
-from gradlint.rules.base import code, finding, one_per_place
+from gradlint.rules.base import code, finding, line, one_per_place
 
 if TYPE_CHECKING:  # only named here; see rules/__init__.py for why
     from gradlint.analysis.facts import ClipAfterStep, Facts
@@ -73,7 +73,7 @@ def check(facts: Facts) -> list[Finding]:
 def report(fact: ClipAfterStep) -> Finding:
     clip, step = fact.clip, fact.step
     message = (
-        f"{code(clip)} runs after {code(step)} (line {step.location.line}) has applied the gradients it "
+        f"{code(clip)} runs after {code(step)} ({line(step)}) has applied the gradients it "
         f"clips: the step used them unclipped, so clipping protects nothing; clip between `backward()` "
         f"and the step"
     )
