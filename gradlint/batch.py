@@ -93,14 +93,7 @@ def plan_programs(
     project = Project({file: work[n][0] for file, n in numbered.items()})
     words = frozenset().union(*(rule_words(codes) for _, codes in work))
     changed = {file for file, n in numbered.items() if answers[n] is None}
-    reaching = {file for file in changed if project.reaches(file, lambda text: has_any(text, words))}
-    # A loop that clears or steps what a caller hands it (`loss_scaler(loss, optimizer)`) reaches a
-    # backward pass through the caller, which imports it.
-    handed = {f for f in changed - reaching if has_any(project.text_of(f) or "", HANDED_WORDS)}
-    if handed:
-        reaching |= {f for f in handed if any(
-            project.reaches(importer, lambda text: has_any(text, words)) for importer in project.importers({f})
-        )}
+    reaching = {file for file in changed if project.on_training_path(file, words)}
     if not reaching:
         return [], [n for n, answer in enumerate(answers) if answer is None]
     # Every project file on their training paths: what they import, directly or not, and what
@@ -169,14 +162,6 @@ def check_program_work(work: Sequence[tuple[str, frozenset[str]]], program: Prog
         text = project.text_of(os.path.realpath(path)) if own else ""
         checked.append((FileResult(path, own, problem), text or ""))
     return checked
-
-
-# Words of a module that clears or steps gradients a caller computes.
-HANDED_WORDS = frozenset({"zero_grad", ".step(", ".grad"})
-
-
-def has_any(text: str, words: frozenset[str]) -> bool:
-    return any(word in text for word in words)
 
 
 def merged(

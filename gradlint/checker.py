@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import re
 import sys
 import threading
@@ -106,14 +107,49 @@ def parse_source(text: str, filename: str = "<unknown>") -> ast.Module:
         raise SourceError(f"cannot parse: {error}") from None
 
 
-def check_tree(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None = None) -> list[Finding]:
+def check_tree(
+    tree: ast.Module,
+    lines: Sequence[str],
+    codes: Iterable[str] | None = None,
+    filename: str | None = None,
+    project: Project | None = None,
+) -> list[Finding]:
     """Findings for an already parsed module, `# noqa` not applied (flake8 applies its own).
 
-    `codes` are codes or prefixes (`GL1`); None means the rules enabled by default. A tree too deep
-    to analyse even with a raised recursion limit is a SourceError, never a RecursionError."""
+    `codes` are codes or prefixes (`GL1`); None means the rules enabled by default. With the
+    `filename` of a project file, the modules it imports and those importing it are read too, through
+    `project` (one per run, so each file is read once). A tree too deep to analyse even with a raised
+    recursion limit is a SourceError, never a RecursionError."""
+    if filename is not None and os.path.isfile(filename):
+        in_project = findings_in_project(tree, lines, codes, filename, project)
+        if in_project is not None:
+            return in_project
     if not may_have_findings("\n".join(lines), codes):
         return []
     return findings_of(tree, lines, codes)
+
+
+def findings_in_project(
+    tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None, filename: str, project: Project | None
+) -> list[Finding] | None:
+    """The findings of `filename` analysed with its project; None when it has no project module to
+    read (it imports none, and none imports it)."""
+    from gradlint.project import Module, Project, imports_of, star_imports_of
+
+    project = project or Project()
+    file = os.path.realpath(filename)
+    words = rule_words(None if codes is None else frozenset(codes))
+    if not project.on_training_path(file, words):
+        return None
+    importers = project.importers({file})
+    if not project.imported_files(file) and not importers:
+        return None
+    module = Module(file, filename, list(lines), tree, imports_of(tree), star_imports_of(tree), project.resolver_for(file))
+    project.add(module)
+    findings, error = check_program([filename], codes, project, sorted(importers), apply_noqa=False)[filename]
+    if error is not None:
+        raise error
+    return findings
 
 
 def findings_of(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | None) -> list[Finding]:
@@ -130,7 +166,11 @@ def findings_of(tree: ast.Module, lines: Sequence[str], codes: Iterable[str] | N
 
 
 def check_program(
-    paths: Sequence[str], codes: Iterable[str] | None, project: Project, context: Sequence[str] = ()
+    paths: Sequence[str],
+    codes: Iterable[str] | None,
+    project: Project,
+    context: Sequence[str] = (),
+    apply_noqa: bool = True,
 ) -> dict[str, tuple[list[Finding], SourceError | None]]:
     """Findings of the files `paths`, analysed together with the project modules they import and
     those in `context` (files that import them, whose training path may decide their findings).
@@ -163,7 +203,9 @@ def check_program(
     by_path = {module.path: module for module in roots}
     for finding in sorted({f for rule in rules for f in rule.check(facts)}, key=Finding.sort_key):
         module = by_path.get(finding.path or "")
-        if module is None or module.path not in results or is_suppressed(finding, module.lines):
+        if module is None or module.path not in results:
+            continue
+        if apply_noqa and is_suppressed(finding, module.lines):
             continue
         results[module.path][0].append(replace(finding, path=None))
     return results

@@ -7,22 +7,38 @@ from collections.abc import Iterator, Sequence
 
 from gradlint import __version__
 from gradlint.checker import SourceError, check_tree
+from gradlint.project import Project
 from gradlint.report import ERROR_CODE
 from gradlint.rules import RULES_BY_CODE
+
+
+# flake8 makes one checker per file, in a few processes: the project modules their training paths
+# read (and which files import which) are read once per process, not once per file.
+_project: Project | None = None
+
+
+def shared_project() -> Project:
+    global _project
+    if _project is None:
+        _project = Project()
+    return _project
 
 
 class GradlintChecker:
     name = "gradlint"
     version = __version__
 
-    def __init__(self, tree: ast.Module, lines: Sequence[str]) -> None:
+    def __init__(self, tree: ast.Module, lines: Sequence[str], filename: str = "-") -> None:
         self.tree = tree
         self.lines = [line.rstrip("\r\n") for line in lines]  # as check_source sees them: no line ends
+        # a file of a project: the modules it imports and those importing it are read as well
+        self.filename = None if filename in ("-", "stdin") else filename
 
     def run(self) -> Iterator[tuple[int, int, str, type]]:
         try:
             # Every code: flake8's --select, --ignore and noqa decide what the user sees.
-            findings = check_tree(self.tree, self.lines, codes=set(RULES_BY_CODE))
+            project = shared_project() if self.filename is not None else None
+            findings = check_tree(self.tree, self.lines, set(RULES_BY_CODE), self.filename, project)
         except SourceError as error:  # too deep to analyse: say so, in one line, as the CLI does
             yield error.line, error.col - 1, f"{ERROR_CODE} {error.message}", type(self)
             return

@@ -36,6 +36,11 @@ IMPORT_LINE = re.compile(
 )
 
 
+SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages"})
+# Words of a module that clears or steps gradients a caller computes.
+HANDED_WORDS = frozenset({"zero_grad", ".step(", ".grad"})
+
+
 def project_root(path: str) -> str:
     """The nearest directory at or above `path`'s own that marks a project; else `path`'s directory."""
     start = os.path.dirname(os.path.abspath(path))
@@ -332,10 +337,34 @@ class Project:
             return True
         return any(self.reaches(imported, has_words, seen) for imported in self.imported_files(file))
 
-    def project_files(self, root: str) -> list[str]:
-        from gradlint.files import expand_paths
+    def on_training_path(self, file: str, words: frozenset[str]) -> bool:
+        """Whether `file` can take part in a training path: it, or a project module it imports, has
+        one of the rules' words; or it clears or steps what a caller hands it (`loss_scaler(loss,
+        optimizer)`), and a module that imports it reaches those words."""
+        file = os.path.realpath(file)
 
-        return [os.path.realpath(p) for p in expand_paths([root]) if p.endswith(".py")]
+        def has_words(text: str) -> bool:
+            return any(word in text for word in words)
+
+        if self.reaches(file, has_words):
+            return True
+        if not any(word in (self.text_of(file) or "") for word in HANDED_WORDS):
+            return False
+        return any(self.reaches(importer, has_words) for importer in self.importers({file}))
+
+    def project_files(self, root: str) -> list[str]:
+        """The `.py` files of the project, outside hidden directories, caches and virtualenvs."""
+        found = []
+        for directory, subdirectories, files in os.walk(root):
+            subdirectories[:] = [
+                d
+                for d in subdirectories
+                if not d.startswith(".")
+                and d not in SKIPPED_DIRECTORIES
+                and not os.path.isfile(os.path.join(directory, d, "pyvenv.cfg"))
+            ]
+            found += [os.path.realpath(os.path.join(directory, f)) for f in files if f.endswith(".py")]
+        return sorted(found)
 
     def importers(self, files: Iterable[str]) -> set[str]:
         """Every project file that imports one of `files`, directly or through others."""

@@ -188,3 +188,17 @@ def test_a_symlinked_package_is_the_module_it_points_to(tmp_path, capsys):
     main = write(tmp_path, "main.py", CALLER.format(import_line="from pkg.loop import train", call="train"))
     findings, _ = reported(capsys, main, str(tmp_path / "real" / "loop.py"))
     assert findings == {(main, 8, "GL101")}
+
+
+def test_flake8_reads_the_project_of_the_one_file_it_is_given():
+    """flake8 hands the plugin one file's tree: its importers and imports are read from the project."""
+    project = PROJECTS_DIR / "loss_scaler_clear_every_micro_batch"
+    result = subprocess.run(
+        [sys.executable, "-m", "flake8", "--select", "GL", "engine.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert [line.split(" ")[:2] for line in result.stdout.splitlines()] == [["engine.py:8:9:", "GL103"]]
