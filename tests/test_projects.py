@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,15 @@ def test_flake8_reads_the_project_of_the_one_file_it_is_given():
     )
     assert result.returncode == 1
     assert [line.split(" ")[:2] for line in result.stdout.splitlines()] == [["engine.py:8:9:", "GL103"]]
+
+
+def test_fix_leaves_a_finding_whose_fix_would_edit_another_file_and_says_so(tmp_path, capsys):
+    project = tmp_path / "project"
+    shutil.copytree(PROJECTS_DIR / "engine_clear_per_epoch", project)
+    (project / "pyproject.toml").write_text("")
+    main, engine = project / "main.py", project / "engine.py"
+    before = main.read_text(), engine.read_text()
+    code, out, err = gradlint(capsys, "fix", "--no-cache", str(main))
+    assert code == 1 and (main.read_text(), engine.read_text()) == before
+    assert f"{main}:21:9: GL101 not fixed: its fix would edit {engine}" in err
+    assert f"{main}:21:9: GL101" in out and "fixed 0 findings, 1 remaining" in err

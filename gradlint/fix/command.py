@@ -13,15 +13,16 @@ import io
 import sys
 import tokenize
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gradlint.checker import FileResult, SourceError, decode_source
 from gradlint.files import STDIN, display_name, read_data
-from gradlint.fix.engine import Fixed, fix_source
+from gradlint.fix.engine import FIXERS, Fixed, fix_source
 from gradlint.fix.notebooks import fix_notebook
 from gradlint.notebooks import is_notebook
 
 UTF8_BOM = b"\xef\xbb\xbf"
+FIXABLE = frozenset(FIXERS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
             sys.stdout.write(outcome.fixed.text)  # the source, fixed or not, is the output, as ruff's
         elif outcome.changed:
             write_source(path, outcome.fixed.text)
+    outcomes = with_project_findings(work, outcomes, written=not args.diff)
     fixed = sum(outcome.fixed.fixed for outcome in outcomes if outcome.fixed)
     unsafe_left = sum(outcome.fixed.unsafe_left for outcome in outcomes if outcome.fixed)
     hint = f" ({unsafe_left} more with --unsafe-fixes)" if unsafe_left else ""
@@ -76,6 +78,32 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
     remaining = sum(len(result.findings) for result in results)
     print(f"fixed {fixed} {plural(fixed, 'finding')}, {remaining} remaining{hint}", file=sys.stderr)
     return cli.exit_code(results)
+
+
+def with_project_findings(
+    work: Sequence[tuple[str, frozenset[str]]], outcomes: list[FileFix], written: bool
+) -> list[FileFix]:
+    """What remains in each file once the project is read: a finding whose lines span modules is
+    found only with the modules it calls. Fixes edit one file at a time, so such a finding is left,
+    and each one whose fix would have to edit another file is named."""
+    from gradlint.batch import check_paths
+
+    if not written or STDIN in [path for path, _ in work]:
+        return outcomes
+    remaining = {result.path: result for result, _ in check_paths(work, 1)}
+    updated = []
+    for outcome in outcomes:
+        result = remaining.get(outcome.path)
+        if outcome.fixed is None or result is None or result.error is not None:
+            updated.append(outcome)
+            continue
+        for finding in result.findings:
+            elsewhere = sorted({r.path for r in finding.related if r.path and r.path != outcome.path})
+            if elsewhere and finding.code in FIXABLE:
+                where = f"{outcome.path}:{finding.location.line}:{finding.location.col}"
+                print(f"{where}: {finding.code} not fixed: its fix would edit {', '.join(elsewhere)}", file=sys.stderr)
+        updated.append(replace(outcome, fixed=replace(outcome.fixed, remaining=result.findings)))
+    return updated
 
 
 def fix_path(path: str, codes: frozenset[str], unsafe: bool) -> FileFix:
