@@ -7,6 +7,7 @@ report of `-j 8` is the report of `-j 1`.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from collections.abc import Iterable, Sequence
@@ -59,7 +60,7 @@ def check_paths(
             index.record(path, stamps[number], key)
         answers[number] = answer
     for program in programs:
-        for number, answer in zip(program.members, check_program_work(work, program)):
+        for number, answer in zip(program.members, check_program_work(work, program, cache)):
             answers[number] = answer
             index.forget(work[number][0])  # its result depends on other files: read it again next time
     index.save()
@@ -72,6 +73,7 @@ class ProgramWork:
 
     members: tuple[int, ...]  # numbers of the files in `work` reported on
     context: tuple[str, ...]  # files that import them, read for what they call, not reported on
+    files: tuple[str, ...] = ()  # every project file the analysis may read: what the results depend on
 
 
 def plan_programs(
@@ -115,7 +117,7 @@ def plan_programs(
         if len(group) == 1 and not related:
             alone += [n for n in members if answers[n] is None]
         elif members:
-            programs.append(ProgramWork(tuple(members), context))
+            programs.append(ProgramWork(tuple(members), context, tuple(sorted(group))))
     planned = {n for program in programs for n in program.members}
     alone += [n for n, answer in enumerate(answers) if answer is None and n not in planned and n not in alone]
     return programs, sorted(set(alone))
@@ -143,25 +145,55 @@ def connected(edges: dict[str, set[str]]) -> list[set[str]]:
     return list(groups.values())
 
 
-def check_program_work(work: Sequence[tuple[str, frozenset[str]]], program: ProgramWork) -> list[Checked]:
-    """The members' results, each filtered by the codes that apply to it."""
+def check_program_work(
+    work: Sequence[tuple[str, frozenset[str]]], program: ProgramWork, cache: Cache | None = None
+) -> list[Checked]:
+    """The members' results, each filtered by the codes that apply to it; from the cache when no
+    file the analysis reads has changed."""
     from gradlint.project import Project
 
     paths = [work[n][0] for n in program.members]
     project = Project({os.path.realpath(path): path for path in paths})
-    codes = frozenset().union(*(work[n][1] for n in program.members))
-    try:
-        results = check_program(paths, codes, project, program.context)
-    except Exception as error:  # a bug in gradlint: say so for these files, keep checking the others
-        problem = SourceError(f"internal error: {type(error).__name__}: {error}")
-        return [(FileResult(path, error=problem), "") for path in paths]
+    keys = program_keys(work, program, project, cache) if cache is not None else None
+    stored = [cache.load(key) for key in keys] if cache is not None and keys is not None else []
+    if stored and all(result is not None for result in stored):
+        results = {path: result for path, result in zip(paths, stored)}
+    else:
+        codes = frozenset().union(*(work[n][1] for n in program.members))
+        try:
+            analysed = check_program(paths, codes, project, program.context)
+        except Exception as error:  # a bug in gradlint: say so for these files, keep checking the others
+            problem = SourceError(f"internal error: {type(error).__name__}: {error}")
+            return [(FileResult(path, error=problem), "") for path in paths]
+        results = {}
+        for number, path in zip(program.members, paths):
+            findings, problem = analysed[path]
+            results[path] = (tuple(f for f in findings if f.code in work[number][1]), problem)
+        if cache is not None and keys is not None:
+            for key, path in zip(keys, paths):
+                cache.store(key, results[path])
     checked = []
-    for number, path in zip(program.members, paths):
-        findings, problem = results[path]
-        own = tuple(f for f in findings if f.code in work[number][1])
-        text = project.text_of(os.path.realpath(path)) if own else ""
-        checked.append((FileResult(path, own, problem), text or ""))
+    for path in paths:
+        findings, problem = results[path]  # type: ignore[misc]
+        text = project.text_of(os.path.realpath(path)) if findings else ""
+        checked.append((FileResult(path, findings, problem), text or ""))
     return checked
+
+
+def program_keys(
+    work: Sequence[tuple[str, frozenset[str]]], program: ProgramWork, project, cache: Cache
+) -> list[str] | None:
+    """One cache key per member, naming the bytes of every file the program's analysis may read
+    and the codes of every member: an edit to any of them names other entries."""
+    parts = []
+    for file in program.files:
+        text = project.text_of(file)
+        if text is None:
+            return None  # unreadable now: its error is the answer, not a stored result
+        parts.append(f"{file}\0{text}")
+    parts += [f"{work[n][0]}\0{','.join(sorted(work[n][1]))}" for n in program.members]
+    shared = cache.key("\0\0".join(parts).encode(), (), False)
+    return [hashlib.sha256(f"{shared}\0{work[n][0]}".encode()).hexdigest() for n in program.members]
 
 
 def merged(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from helpers import gradlint, write
+
+from gradlint import batch
 from test_fixtures import read_expectation
 
 PROJECTS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "projects"
@@ -215,3 +217,54 @@ def test_fix_leaves_a_finding_whose_fix_would_edit_another_file_and_says_so(tmp_
     assert code == 1 and (main.read_text(), engine.read_text()) == before
     assert f"{main}:21:9: GL101 not fixed: its fix would edit {engine}" in err
     assert f"{main}:21:9: GL101" in out and "fixed 0 findings, 1 remaining" in err
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=PROJECT_IDS)
+def test_the_run_confirms_every_finding_and_sees_nothing_else(project):
+    """`gradlint run main.py` traces events in whichever module they happen: each finding, in any
+    file, is confirmed, and a clean project shows no violation at all."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gradlint", "run", "--format", "json", "main.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    document = json.loads(result.stdout)
+    verdicts = {(os.path.join(project, f["path"]), f["line"], f["code"]): f["verdict"] for f in document["findings"]}
+    assert {key: "confirmed" for key in expected(project)} == verdicts
+    assert document["dynamic_only"] == []
+    assert result.returncode == (1 if verdicts else 0)
+
+
+def test_the_evidence_of_a_cross_module_finding_names_both_files():
+    project = PROJECTS_DIR / "loss_scaler_clear_every_micro_batch"
+    result = subprocess.run(
+        [sys.executable, "-m", "gradlint", "run", "main.py"], cwd=project, capture_output=True, text=True, timeout=300
+    )
+    (evidence,) = [line for line in result.stdout.splitlines() if "runtime: confirmed" in line]
+    assert "in engine.py:8" in evidence and "in util/misc.py:16" in evidence
+
+
+def test_the_cache_answers_an_unchanged_project_and_an_edit_to_a_callee_is_seen(tmp_path, capsys, monkeypatch):
+    project = tmp_path / "project"
+    shutil.copytree(PROJECTS_DIR / "engine_clear_per_epoch", project)
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.setenv("GRADLINT_CACHE_DIR", str(tmp_path / "cache"))
+    main, engine = str(project / "main.py"), project / "engine.py"
+
+    def check() -> set:
+        code, out, _ = gradlint(capsys, "check", "--format", "json", str(project))
+        return {(f["path"], f["line"], f["code"]) for f in json.loads(out)["findings"]}
+
+    assert check() == {(main, 21, "GL101")}
+
+    def analysed(*args, **kwargs):
+        raise AssertionError("an unchanged project must be answered from the cache")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(batch, "check_program", analysed)
+        assert check() == {(main, 21, "GL101")}
+    # the callee clears on every batch now: main.py is unchanged, and its finding is gone
+    engine.write_text(engine.read_text().replace("        optimizer.step()\n", "        optimizer.step()\n        optimizer.zero_grad()\n"))
+    assert check() == set()

@@ -21,6 +21,7 @@ from gradlint.analysis.flow import (
     Gate,
     Instance,
     Loop,
+    NoGrad,
     Register,
     Seq,
     Try,
@@ -101,6 +102,7 @@ class FunctionBuilder:
         self.steps_inside: dict[Flow, bool] = {}
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
         self.fresh_registers: dict[Loop, list[Register]] = {}  # replayed at the top of each iteration
+        self.counters: dict[str, str] = {}  # a loop's counter -> its first-iteration key
         body = self.body()
         # defs anywhere in this body, `def closure():` inside the training loop included
         self.nested = {s.name: s for s in own_statements(body) if isinstance(s, FunctionNode)}
@@ -261,6 +263,17 @@ class FunctionBuilder:
             arms.append(self.block([decided, *specialise(rest, argument, value)], context))
         return Branch(arms)
 
+    def forgotten(self, assigned: set[str]) -> tuple[str, ...]:
+        """The tested paths an assignment changes: the names assigned, and what is reached through
+        them (`for param in params:` makes `param.grad` another tensor's on each iteration)."""
+        return tuple(
+            sorted(
+                path
+                for path in self.index.tested_paths
+                if path in assigned or split_root_name(path) in assigned
+            )
+        )
+
     def tracked_assumptions(self, test: ast.expr) -> tuple[tuple[tuple[str, bool], ...], ...]:
         """What each arm knows; `if a and b:` knows both in its first arm, nothing in the other."""
         if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
@@ -268,6 +281,13 @@ class FunctionBuilder:
                 known[0] for part in test.values for known in [self.tracked_assumptions(part)] if known
             )
             return (tuple(fact for arm in facts for fact in arm), ()) if facts else ()
+        first = first_iteration_test(test, self.counters)
+        if first is not None:
+            key, truth = first
+            return (((key, truth),), ((key, not truth),))
+        if isinstance(test, ast.Attribute) and test.attr == "requires_grad" and isinstance(test.value, ast.Name):
+            # `if loss.requires_grad:` is true wherever autograd records, false under no_grad()
+            return (((GRAD_MODE_KEY, True),), ((GRAD_MODE_KEY, False),))
         known = assumptions(test)
         # a test of a parameter is decided by the caller's argument (`if update_grad:`)
         if not known or (known[0][0] not in self.index.tracked_tests and known[0][0] not in self.params):
@@ -279,12 +299,15 @@ class FunctionBuilder:
         if is_collection(node.iter):
             # Over parameters or optimizers: one update, not a repetition of the training step.
             inner = replace(context, parameter_loops=dict(context.parameter_loops))
-            model = parameters_owner(node.iter)
-            if model:
-                inner.parameter_loops.update(
-                    {n.id: model for n in walk(node.target) if isinstance(n, ast.Name)}
-                )
-            return [*iterable, self.block(node.body, inner), self.block(node.orelse, context)]
+            # whose parameters they are, "" when that cannot be told: an `if` on the element then
+            # still picks elements, not paths (`if p.grad is not None: p.grad.zero_()`)
+            model = parameters_owner(node.iter) or ""
+            inner.parameter_loops.update({n.id: model for n in walk(node.target) if isinstance(n, ast.Name)})
+            body = self.block(node.body, inner)
+            forgotten = self.forgotten(assigned_paths(node))
+            if forgotten:  # what an `if` learnt of one element is not known of the next
+                body.items.insert(0, Forget(forgotten))
+            return [*iterable, body, self.block(node.orelse, context)]
         header = f"for {names.segment(self.lines, node.target)} in {names.segment(self.lines, node.iter)}"
         loop = Loop(
             Seq(),
@@ -292,6 +315,10 @@ class FunctionBuilder:
             "repeat",
         )
         loop.iterable = names.segment(self.lines, unwrap_iterable(node.iter))
+        counter = counter_of(node)
+        if counter is not None:
+            loop.first = f"{FIRST_KEY}{node.lineno}:{node.col_offset}>"
+            self.counters[counter] = loop.first
         loop.count = accumulation_bound(node.iter)
         loop.draws_data = draws_data(node)
         loop.whole_window = uses_the_other_parts(node)
@@ -300,7 +327,7 @@ class FunctionBuilder:
         loop.accumulates = loop.accumulates or any(
             e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(body)
         )
-        forgotten = tuple(sorted(assigned_paths(node) & self.index.tested_paths))
+        forgotten = self.forgotten(assigned_paths(node))
         fresh: list[Flow] = list(self.fresh_registers.pop(loop, []))
         loop.body = Seq([*fresh, Forget(forgotten), *body.items]) if forgotten else Seq([*fresh, *body.items])
         return [*iterable, loop, self.block(node.orelse, context)]
@@ -339,6 +366,8 @@ class FunctionBuilder:
             inner = replace(context, accumulating=True)
             return [*flows, Branch([self.block(node.body, inner), Gate(self.block(node.body, inner))])]
         body = self.block(node.body, context)
+        if any(is_no_grad(item.context_expr) for item in node.items):
+            return [*flows, NoGrad(body)]
         return [*flows, body]
 
     def try_block(self, node: ast.Try, context: Context) -> Try:
@@ -361,7 +390,7 @@ class FunctionBuilder:
             return manual
         if value is not None:
             flows.extend(self.expression(value, context))
-        forgotten = tuple(sorted(p for p in assigned_paths(node) if p in self.index.tested_paths))
+        forgotten = self.forgotten(assigned_paths(node))
         if forgotten:
             flows.append(Forget(forgotten))
         built = self.built_class(value)
@@ -1047,6 +1076,63 @@ def bind_arguments(node: ast.Call, function, receiver, bind=argument_key) -> dic
         if keyword_argument.arg in params:
             bindings[keyword_argument.arg] = bind(keyword_argument.value)
     return bindings
+
+
+FIRST_KEY = "<first iteration "
+GRAD_MODE_KEY = "<grad mode>"
+
+
+def counter_of(node: ast.For | ast.AsyncFor) -> str | None:
+    """The name counting a loop's iterations from 0: `i` in `for i in range(n)` and
+    `for i, x in enumerate(xs)` (no other start)."""
+    iterable, target = node.iter, node.target
+    if not isinstance(iterable, ast.Call) or not isinstance(iterable.func, ast.Name) or iterable.keywords:
+        return None
+    if iterable.func.id == "range" and len(iterable.args) == 1 and isinstance(target, ast.Name):
+        return target.id
+    if (
+        iterable.func.id == "enumerate"
+        and len(iterable.args) == 1
+        and isinstance(target, ast.Tuple)
+        and target.elts
+        and isinstance(target.elts[0], ast.Name)
+    ):
+        return target.elts[0].id
+    return None
+
+
+def first_iteration_test(test: ast.expr, counters: dict[str, str]) -> tuple[str, bool] | None:
+    """(key, truth on the first iteration) for `i == 0`, `i != 0`, `i > 0`, `not i` on a counter."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        inner = first_iteration_test(test.operand, counters)
+        return None if inner is None else (inner[0], not inner[1])
+    if isinstance(test, ast.Name) and test.id in counters:
+        return counters[test.id], False
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.left, ast.Name)):
+        return None
+    right = test.comparators[0]
+    if test.left.id not in counters or not (isinstance(right, ast.Constant) and right.value == 0):
+        return None
+    truths = {ast.Eq: True, ast.NotEq: False, ast.Gt: False, ast.LtE: True}
+    truth = truths.get(type(test.ops[0]))
+    return None if truth is None else (counters[test.left.id], truth)
+
+
+def is_no_grad(context: ast.expr) -> bool:
+    """`torch.no_grad()`, `th.inference_mode()`, `no_grad()`: autograd records nothing inside."""
+    if not (isinstance(context, ast.Call) and names.callee_name(context) in ("no_grad", "inference_mode")):
+        return False
+    return isinstance(context.func, ast.Name) or names.path_of(context.func) in (
+        "torch.no_grad",
+        "th.no_grad",
+        "torch.inference_mode",
+        "th.inference_mode",
+    )
+
+
+def split_root_name(path: str) -> str:
+    """`param.grad` -> `param`; `opts[0].x` -> `opts`."""
+    return path.split(".", 1)[0].split("[", 1)[0]
 
 
 def is_super(node: ast.expr) -> bool:

@@ -79,6 +79,9 @@ class Loop:
     accumulates: bool = False
     # each iteration's loss takes in the other iterations' cached outputs (`xs[:j] + [x] + xs[j + 1:]`)
     whole_window: bool = False
+    # the loop's counter (`i` of `enumerate(...)`, `range(n)`): an `if i == 0:` in its body is true
+    # on the first iteration only, which paths remember under this key
+    first: str | None = None
 
 
 @dataclass(eq=False)
@@ -102,6 +105,14 @@ class Call:
     bindings: dict[str, str | None]
     site: Site
     guarded: bool = False  # under an `if` inside the caller's innermost loop
+
+
+@dataclass(eq=False)
+class NoGrad:
+    """`with torch.no_grad():`: no graph is recorded, so no backward pass can run in it (a validation
+    pass through the training helper, `if loss.requires_grad: loss.backward()`)."""
+
+    body: Flow
 
 
 @dataclass(eq=False)
@@ -149,7 +160,7 @@ class Register:
     fresh_parameters: bool = False  # replayed at the top of an iteration that makes its tensors anew
 
 
-Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget, Instance, Dispatch]
+Flow = Union[Event, Seq, Branch, Loop, Exit, Try, Call, Gate, Register, Forget, Instance, Dispatch, NoGrad]
 
 
 def parts(flow: Flow) -> list[Flow]:
@@ -158,7 +169,7 @@ def parts(flow: Flow) -> list[Flow]:
         return flow.items
     if isinstance(flow, Branch):
         return flow.arms
-    if isinstance(flow, (Loop, Gate)):
+    if isinstance(flow, (Loop, Gate, NoGrad)):
         return [flow.body]
     if isinstance(flow, Try):
         return [*flow.body, *flow.handlers, flow.orelse, flow.final]
@@ -217,7 +228,7 @@ def prune(flow: Flow) -> Flow | None:
             return None
         count = len(flow.body)
         return Try(parts[:count], parts[count:-2], parts[-2], parts[-1])
-    if isinstance(flow, Gate):
+    if isinstance(flow, (Gate, NoGrad)):
         body = prune(flow.body)
-        return Gate(body) if body is not None else None
+        return type(flow)(body) if body is not None else None
     return flow

@@ -15,7 +15,14 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple, Union
 
 from gradlint.analysis import names
-from gradlint.analysis.build import CONSTANT_KEY, FunctionBuilder, bind_arguments, constant_key
+from gradlint.analysis.build import (
+    CONSTANT_KEY,
+    FIRST_KEY,
+    GRAD_MODE_KEY,
+    FunctionBuilder,
+    bind_arguments,
+    constant_key,
+)
 from gradlint.analysis.facts import (
     Accumulation,
     DiscardedGradients,
@@ -36,6 +43,7 @@ from gradlint.analysis.flow import (
     Gate,
     Instance,
     Loop,
+    NoGrad,
     Register,
     Seq,
     Try,
@@ -100,6 +108,7 @@ class Frame:
     parent: Frame | None = None
     gated: bool = False
     guarded_in: Loop | None = None  # the loop in which a call on the stack sits under an `if`
+    no_grad: bool = False  # under `torch.no_grad()`: a backward pass cannot run
 
 
 def join(a: State | None, b: State | None) -> State | None:
@@ -342,6 +351,8 @@ class RootInterpreter(OrderInterpreter):
             return self.call(flow, state, frame)
         if isinstance(flow, Gate):
             return self.interpret(flow.body, state, replace(frame, gated=True))
+        if isinstance(flow, NoGrad):
+            return self.interpret(flow.body, state, replace(frame, no_grad=True))
         if isinstance(flow, Register):
             return Outcome(normal=self.register(flow, state, frame))
         if isinstance(flow, Instance):
@@ -365,11 +376,18 @@ class RootInterpreter(OrderInterpreter):
     def assume(self, state: State, assumption: tuple[str, bool], frame: Frame) -> State | None:
         """Keep the paths that agree with this arm's test, and let them remember it."""
         path, truth = assumption
-        key = frame.prefix + path if path.startswith(TEST_KEY) else self.resolve(path, frame)
+        if path == GRAD_MODE_KEY:
+            key: str | None = path
+        elif path.startswith((TEST_KEY, FIRST_KEY)):  # this activation's own test, or its loop's count
+            key = frame.prefix + path
+        else:
+            key = self.resolve(path, frame)
         if key is None:
             return state
         if key.startswith(CONSTANT_KEY):  # the caller passed True or False: one arm runs
             return state if key == constant_key(truth) else None
+        if key == GRAD_MODE_KEY:  # a computed tensor requires grad unless under no_grad()
+            return state if truth is not frame.no_grad else None
         fact, contrary = (key, truth), (key, not truth)
 
         def remember(value: Grad) -> Grad:
@@ -408,7 +426,8 @@ class RootInterpreter(OrderInterpreter):
 
     def iterate(self, loop: Loop, state: State, frame: Frame) -> Outcome:
         inner = replace(frame, loops=(*frame.loops, loop))
-        head = state
+        first = frame.prefix + loop.first if loop.first is not None else None
+        head = first_pass(state, first, True) if first is not None else state
         after: State | None = None
         breaks = returns = raises = None
         for _ in range(MAX_PASSES):
@@ -416,6 +435,8 @@ class RootInterpreter(OrderInterpreter):
             breaks, returns = join(breaks, outcome.breaks), join(returns, outcome.returns)
             raises = join(raises, outcome.raises)
             back = end_iteration(cross(join(outcome.normal, outcome.continues), loop), loop)
+            if first is not None:
+                back = first_pass(back, first, False)
             after = join(after, back)
             new_head = join(head, back if loop.accumulates else settle_discards(back)) or head
             if new_head == head:
@@ -425,6 +446,8 @@ class RootInterpreter(OrderInterpreter):
             head = {key: frozenset({UNKNOWN}) for key in head}
         # A loop that never runs is assumed away: a finding only on that path would be a guess.
         normal = breaks if loop.kind == "forever" else join(after, breaks)
+        if first is not None:
+            normal, returns, raises = (first_pass(s, first, None) for s in (normal, returns, raises))
         return Outcome(normal=end_iteration(normal, loop), returns=returns, raises=raises)
 
     def try_block(self, block: Try, state: State, frame: Frame) -> Outcome:
@@ -487,6 +510,7 @@ class RootInterpreter(OrderInterpreter):
             frame,
             frame.gated,
             frame.loops[-1] if call.guarded and frame.loops else frame.guarded_in,
+            frame.no_grad,
         )
         # Each call makes its locals anew: the optimizer an earlier call built (or a sibling's, of
         # the same name) holds none of the gradients this call's optimizer will step. A local the
@@ -522,7 +546,7 @@ class RootInterpreter(OrderInterpreter):
     def event(self, event: Event, state: State, frame: Frame) -> State:
         kind = event.kind
         if kind is EventKind.BACKWARD:
-            return self.backward(event, state, frame)
+            return state if frame.no_grad else self.backward(event, state, frame)
         if kind is EventKind.STEP:
             return self.step(event, state, frame)
         if kind is EventKind.CLEAR:
@@ -828,6 +852,21 @@ def merge(outcomes: list[Outcome]) -> Outcome:
     for outcome in outcomes:
         result = Outcome(*(join(getattr(result, slot), getattr(outcome, slot)) for slot in SLOTS))
     return result
+
+
+def first_pass(state: State | None, key: str, truth: bool | None) -> State | None:
+    """Every path's knowledge of whether this is the loop's first iteration: true on entry, false
+    once it has gone round, forgotten (None) when it is left."""
+    if state is None:
+        return None
+
+    def known(value: Grad) -> Grad:
+        if value.unknown:
+            return value
+        kept = frozenset(a for a in value.assumed if a[0] != key)
+        return value._replace(assumed=kept if truth is None else kept | {(key, truth)})
+
+    return {k: normalize(frozenset(known(v) for v in values)) for k, values in state.items()}
 
 
 def cross(state: State | None, loop: Loop) -> State | None:

@@ -16,7 +16,7 @@ import sysconfig
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
 
@@ -128,13 +128,39 @@ def confirm_script(
     """Check `script` statically, run it under the tracer, judge each finding. Raises OSError, SourceError."""
     from gradlint.runtime.verdicts import judge
 
-    findings = check_source(read_source(script), script, codes)
+    findings = static_findings(script, codes)
     # JSON goes to stdout alone: the program's own prints go to stderr then.
     program_stdout = sys.stderr if output_format == "json" else sys.stdout
     with contextlib.redirect_stdout(program_stdout):
         trace, outcome = trace_script(script, script_args, max_steps, timeout, device)
     verdicts, dynamic_only = judge(findings, trace, script)
     return Confirmation(script, findings, verdicts, dynamic_only, outcome)
+
+
+def static_findings(script: str, codes: Iterable[str] | None) -> Sequence[Any]:
+    """The script's findings with its project read: the loop it calls may be in another module."""
+    from gradlint.batch import check_paths
+    from gradlint.rules import resolve_codes
+
+    from gradlint.project import Project
+
+    selected = frozenset(resolve_codes(select=codes))
+    project = Project()
+    modules, pending = [], [os.path.realpath(script)]
+    while pending:  # the project modules the script imports, directly or not: it runs their code too
+        file = pending.pop()
+        if file not in modules:
+            modules.append(file)
+            pending += sorted(project.imported_files(file))
+    paths = [script, *(os.path.relpath(m) for m in modules[1:])]
+    results = check_paths([(path, selected) for path in paths], 1)
+    if results[0][0].error is not None:
+        raise results[0][0].error
+    return [
+        finding if result.path == script else replace(finding, path=result.path)
+        for result, _ in results
+        for finding in result.findings
+    ]
 
 
 def trace_script(
@@ -320,7 +346,7 @@ def format_run_text(
 ) -> str:
     lines: list[str] = []
     for verdict in verdicts:
-        shown = format_text([FileResult(script, (verdict.finding,))]).splitlines()
+        shown = format_text([FileResult(verdict.finding.path or script, (verdict.finding,))]).splitlines()
         lines.append(shown[0])
         lines.append(f"    runtime: {verdict.verdict}: {verdict.evidence}")
         lines.extend(shown[1:])
@@ -346,13 +372,16 @@ def format_run_json(
     dynamic_only: Sequence[Any],
     outcome: RunOutcome,
 ) -> str:
-    document = json.loads(format_json([FileResult(script, tuple(findings))]))
+    by_file: dict[str, list[Any]] = {}
+    for finding in findings:
+        by_file.setdefault(finding.path or script, []).append(replace(finding, path=None))
+    document = json.loads(format_json([FileResult(path, tuple(found)) for path, found in by_file.items()]))
     by_key = {
-        (v.finding.location.line, v.finding.location.col, v.finding.code, v.finding.message): v
+        (v.finding.path or script, v.finding.location.line, v.finding.location.col, v.finding.code, v.finding.message): v
         for v in verdicts
     }
     for entry in document["findings"]:
-        verdict = by_key[(entry["line"], entry["col"], entry["code"], entry["message"])]
+        verdict = by_key[(entry["path"], entry["line"], entry["col"], entry["code"], entry["message"])]
         entry["verdict"] = verdict.verdict
         entry["evidence"] = verdict.evidence
     document["dynamic_only"] = [

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradlint.core import Finding
+from gradlint.project import project_root
 from gradlint.runtime.tracer import (
     MANUAL,
     AmpRecord,
@@ -86,14 +87,38 @@ class Verdict:
 
 
 class _Script:
-    """Which of a record's stack lines belong to the script under test."""
+    """Which of a record's stack lines belong to the script under test, and which to the other
+    modules of its project (`engine.py`, whose loop the script calls)."""
 
     def __init__(self, path: str) -> None:
         self.path = os.path.realpath(path)
+        self.root = project_root(self.path) + os.sep
         self._same: dict[str, bool] = {}
+        self._project: dict[str, str | None] = {}
 
     def lines(self, sites: Sequence[Site]) -> list[int]:
         return [site.line for site in sites if self._is_script(site.path)]
+
+    def elsewhere(self, sites: Sequence[Site]) -> list[tuple[str, int]]:
+        """(module, line) of the sites in the project's other modules, innermost first."""
+        return [(module, site.line) for site in sites if (module := self.module_of(site.path)) is not None]
+
+    def module_of(self, path: str) -> str | None:
+        if path not in self._project:
+            real = os.path.realpath(path)
+            inside = real.startswith(self.root) and real != self.path and "-packages" not in real
+            self._project[path] = real if inside else None
+        return self._project[path]
+
+    def origin(self, sites: Sequence[Site]) -> str:
+        """` in engine.py:10` when the innermost line of the event is in another module."""
+        for site in sites:
+            if self._is_script(site.path):
+                return ""
+            module = self.module_of(site.path)
+            if module is not None:
+                return f" in {os.path.relpath(module, os.path.dirname(self.path))}:{site.line}"
+        return ""
 
     def _is_script(self, path: str) -> bool:
         same = self._same.get(path)
@@ -132,6 +157,7 @@ def _where(script: _Script, *groups: Sequence[Site]) -> tuple[int, set[int]]:
         if found and not main:
             main = found[0]
         lines.update(found)
+        lines.update(script.elsewhere(sites))  # type: ignore[arg-type]  # (module, line) of other files
     return main, lines
 
 
@@ -175,7 +201,7 @@ def _stale_steps(trace: Trace, script: _Script) -> list[Violation]:
         what = (
             f"a manual update after the backward at line {line}"
             if worst.optimizer == MANUAL and not script.lines(worst.sites)
-            else f"{name} step at line {line}"
+            else f"{name} step at line {line}{script.origin(worst.sites)}"
         )
         evidence = (
             f"{what} applied {len(worst.summed)} backward passes, "
@@ -208,9 +234,9 @@ def _discarding_clears(trace: Trace, script: _Script) -> list[Violation]:
         step_lines = script.lines(step.sites)
         how = clears[0].how if clears[0].sites else "gradients set to None or zeroed"
         evidence = (
-            f"{how} at line {line} discarded {wiped_count} backward passes "
+            f"{how} at line {line}{script.origin(clears[0].sites)} discarded {wiped_count} backward passes "
             f"(from {_describe_lines(backward_lines)}) that no step used, in {len(clears)} clears; "
-            f"the step at {_describe_lines(step_lines[:1])} followed without them"
+            f"the step at {_describe_lines(step_lines[:1])}{script.origin(step.sites)} followed without them"
         )
         found.append(Violation("GL103", DISCARD, line, frozenset(lines), evidence))
     return found
@@ -499,7 +525,10 @@ def judge(findings: Sequence[Finding], trace: Trace, path: str) -> tuple[list[Ve
     verdicts = []
     predicted: set[Violation] = set()
     for finding in findings:
-        lines = {finding.location.line, *(related.location.line for related in finding.related)}
+        own = finding.location.line  # a finding in another module (`engine.py`) by its (module, line)
+        lines: set = {(os.path.realpath(finding.path), own) if finding.path else own}
+        for related in finding.related:  # a line of another module is matched by (module, line)
+            lines.add((os.path.realpath(related.path), related.location.line) if related.path else related.location.line)
         kind = KIND_OF_CODE.get(finding.code)
         matching = [v for v in seen if v.kind == kind and v.lines & lines]
         predicted.update(matching)
@@ -515,7 +544,9 @@ def _not_seen(finding: Finding, lines: set[int], ran: set[int]) -> Verdict:
 
     Its related lines are those events (the step, the backward); its own line may be one no patch
     sees (`p.grad = None`)."""
-    needed = {related.location.line for related in finding.related} or {finding.location.line}
+    if finding.path is not None:  # which lines of another module ran is not recorded
+        return Verdict(finding, UNREACHED, f"no event of {finding.path} was seen")
+    needed = {related.location.line for related in finding.related if not related.path} or {finding.location.line}
     if needed <= ran:
         return Verdict(finding, REFUTED, f"{_describe_lines(sorted(lines & ran))} ran, and it never happened")
     return Verdict(finding, UNREACHED, f"{_describe_lines(sorted(needed - ran))} never ran")
