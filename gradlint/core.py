@@ -14,8 +14,9 @@ from enum import Enum
 class Location:
     """A span of source code. Lines and columns are 1-based; columns count characters.
 
-    In a notebook, `cell` is the code cell (1-based, counting code cells only) and the lines are
-    lines of that cell; it is None in a plain source file.
+    In a notebook, `cell` is the cell's position among all the notebook's cells (1-based, markdown
+    and raw cells counted, as notebook front ends number them) and the lines are lines of that
+    cell; it is None in a plain source file.
     """
 
     line: int

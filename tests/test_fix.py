@@ -289,6 +289,20 @@ def test_notebook_cells_are_rewritten_in_place_and_outputs_untouched() -> None:
     assert fix_notebook(fixed.text).fixed == 0
 
 
+def test_notebook_findings_left_after_fixing_name_the_cell_among_all_cells() -> None:
+    unsafe_only = (GOLDEN[0].parent / "GL301_modulo.in.py").read_text()
+    text = notebook([("markdown", ["# Accumulation\n"]), ("raw", ["notes\n"]), ("code", [unsafe_only])])
+    fixed = fix_notebook(text)
+    assert (fixed.fixed, fixed.unsafe_left) == (0, 1)
+    (finding,) = fixed.remaining
+    assert (finding.code, finding.location.cell, finding.location.line) == ("GL301", 3, 4)
+    fixed = fix_notebook(text, unsafe=True)
+    assert fixed.fixed == 1 and not fixed.remaining
+    cells = json.loads(fixed.text)["cells"]
+    assert [cell["source"] for cell in cells[:2]] == [["# Accumulation\n"], ["notes\n"]]
+    assert cells[2]["source"] != [unsafe_only]
+
+
 def test_libcst_is_loaded_only_to_fix(tmp_path: Path) -> None:
     program = str(ROOT / "fixtures" / "bug_GL101_zero_grad_per_epoch.py")
     probe = "import sys; from gradlint import cli; cli.main(sys.argv[1:]); print('libcst' in sys.modules)"

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from gradlint.checker import SourceError, source_lines
 from gradlint.fix.engine import Fixed, fix_source
-from gradlint.notebooks import cell_text, check_notebook, code_cells, notebook_source
+from gradlint.notebooks import cell_text, check_notebook, code_cells, is_code_cell, notebook_source
 
 INDENT = re.compile(r"\n( +)\"")
 
@@ -33,7 +33,7 @@ def fix_notebook(
     except SourceError:
         return Fixed(text, 0, tuple(check_notebook(text, filename, codes)))
     document = json.loads(text)
-    raw = [cell for cell in document["cells"] if isinstance(cell, dict) and cell.get("cell_type") == "code"]
+    raw = [cell for cell in document["cells"] if is_code_cell(cell)]
     written = [source_lines(cell_text(cell)) for cell in raw]
     python = [list(cell.lines) for cell in cells]
     new_cells = split_into_cells(source.text, fixed.text, python, written)
