@@ -70,6 +70,9 @@ class EventKind(Enum):
     SCALER_UPDATE = "scaler_update"  # scaler.update(): the scale adapts, the next step() is allowed
 
 
+SEVERITIES = ("error", "warning")
+
+
 @dataclass(frozen=True)
 class Rule:
     """A rule's identity and its user documentation, in the sections every rule page has."""
@@ -88,6 +91,10 @@ class Rule:
     # unchanged behaviour for a correct program) or unsafe (only with --unsafe-fixes).
     fix: str = ""
     enabled_by_default: bool = True
+    # "error": the model learns something other than what the code says (every rule but a few);
+    # "warning": the result is right but the run pays for it (time, memory). Editors, SARIF and
+    # GitLab show it as their own levels.
+    severity: str = "error"
     # A file that contains none of these words cannot hold what the rule looks for, so it is not
     # analysed for it: every rule of the core needs a call to `backward(`, which most Python files
     # lack (the bare word is no test: "backwards compatible" is in a third of the standard library).

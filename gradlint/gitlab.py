@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from gradlint.checker import FileResult
 from gradlint.core import Location
 from gradlint.report import ERROR_CODE, location_text, ordered, ordered_findings
+from gradlint.ruledocs import severity_of
 
-# Every rule finds a bug that silently changes what the model learns; a file that could not be
-# checked hides whatever bugs it has.
-FINDING_SEVERITY = "major"
+# A rule's severity as Code Climate's scale names it: a bug that silently changes what the model
+# learns is major, a run that only pays for its code (GL303) minor; a file that could not be checked
+# hides whatever bugs it has.
+GITLAB_SEVERITY = {"error": "major", "warning": "minor"}
 ERROR_SEVERITY = "critical"
 
 
@@ -40,7 +42,8 @@ def format_gitlab(results: Sequence[FileResult], cwd: str | None = None) -> str:
                 for related in finding.related
             )
             message = f"{finding.message}{notes}"
-            issues.append(_issue(path, finding.code, message, finding.location, FINDING_SEVERITY, seen))
+            severity = GITLAB_SEVERITY[severity_of(finding.code)]
+            issues.append(_issue(path, finding.code, message, finding.location, severity, seen))
     return json.dumps(issues, indent=2) + "\n"
 
 

@@ -411,3 +411,27 @@ def test_junit_clean_run_is_one_passing_case(tmp_path, capsys):
     (case,) = suite.findall("testcase")
     assert (suites.get("tests"), suites.get("failures"), suites.get("errors")) == ("1", "0", "0")
     assert case.find("failure") is None and case.find("error") is None
+
+
+# --- severity ----------------------------------------------------------------------------------------
+
+
+def test_severity_comes_from_the_rule_in_sarif_and_gitlab():
+    from gradlint.core import SEVERITIES
+    from gradlint.gitlab import format_gitlab
+
+    assert all(module.RULE.severity in SEVERITIES for module in ALL_RULES)
+    slow = Finding("GL303", "accumulation-syncs-every-micro-batch", "all-reduces", Location(5, 1, 5, 9))
+    results = [FileResult("train.py", (finding(), slow))]
+    run = json.loads(format_sarif(results))["runs"][0]
+    assert {result["ruleId"]: result["level"] for result in run["results"]} == {
+        "GL101": "error",
+        "GL303": "warning",
+    }
+    defaults = {rule["id"]: rule["defaultConfiguration"]["level"] for rule in run["tool"]["driver"]["rules"]}
+    assert (defaults["GL101"], defaults["GL303"]) == ("error", "warning")
+    issues = json.loads(format_gitlab(results))
+    assert {issue["check_name"]: issue["severity"] for issue in issues} == {
+        "GL101": "major",
+        "GL303": "minor",
+    }
