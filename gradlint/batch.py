@@ -150,6 +150,14 @@ def check_data(data: bytes, name: str, codes: Iterable[str], notebook: bool) -> 
     """The findings or the error, and whether they are the file's own (not a bug in gradlint)."""
     try:
         text = decode_source(data)
+    except SourceError as error:
+        return ((), error), True
+    return check_text(text, name, codes, notebook)
+
+
+def check_text(text: str, name: str, codes: Iterable[str], notebook: bool) -> tuple[Result, bool]:
+    """As `check_data`, for text already decoded (an editor's buffer). Never raises."""
+    try:
         findings = check_notebook(text, name, codes) if notebook else check_source(text, name, codes)
         return (tuple(findings), None), True
     except SourceError as error:

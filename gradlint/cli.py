@@ -46,6 +46,8 @@ def dispatch(argv: Sequence[str] | None) -> int:
         return EXIT_CLEAN
     if args.command == "explain":
         return explain(args.code)
+    if args.command == "server":
+        return serve()
     if args.command == "run":
         from gradlint.runtime import run as runtime_run  # the tracer's machinery: only to run a program
 
@@ -110,10 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help; main() reads `fix ARGS` as `check --fix ARGS`, so it takes check's options.
     commands.add_parser("fix", help="apply the fixes (check's options; --fix implied)", add_help=False)
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
+    commands.add_parser("server", help="the language server for editors, over stdio ('gradlint[server]')")
     explain = commands.add_parser("explain", help="a rule's full documentation")
     explain.add_argument("code", metavar="CODE", help="a rule code such as GL101, or its name")
     runtime_arguments.add_parser(commands)
     return parser
+
+
+SERVER_PACKAGES = ("pygls", "lsprotocol")
+
+
+def serve() -> int:
+    try:
+        from gradlint.server import serve as serve_stdio  # pygls: only the server needs it
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in SERVER_PACKAGES:
+            raise  # a bug of ours, not a missing extra
+        print("gradlint: error: the server needs pygls: pip install 'gradlint[server]'", file=sys.stderr)
+        return EXIT_ERROR
+    return serve_stdio()
 
 
 def explain(code: str) -> int:
