@@ -47,9 +47,8 @@ def test_positions_count_utf16_code_units_as_lsp_does():
     codec = PositionCodec(types.PositionEncodingKind.Utf16)
     # gradlint's column 3 is the third character; 😋 is two UTF-16 code units
     assert to_position(["a😋b"], 1, 3, codec) == types.Position(0, 3)
-    assert to_position(["a😋b"], 1, 3, PositionCodec(types.PositionEncodingKind.Utf32)) == types.Position(
-        0, 2
-    )
+    utf32 = PositionCodec(types.PositionEncodingKind.Utf32)
+    assert to_position(["a😋b"], 1, 3, utf32) == types.Position(0, 2)
 
 
 def test_a_related_line_in_another_file_links_to_that_file(tmp_path):
