@@ -75,8 +75,8 @@ def check_buffer(
     """The buffer's findings as `gradlint check` would report the file; never raises."""
     try:
         codes = settings.codes_for(path)
-    except ConfigError as error:
-        return FileResult(name, error=SourceError(f"cannot use the config: {error}"))
+    except ConfigError as unusable:
+        return FileResult(name, error=SourceError(f"cannot use the config: {unusable}"))
     if codes is None:
         return FileResult(name)
     (findings, error), _ = check_text(text, name, codes, notebook)

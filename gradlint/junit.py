@@ -36,9 +36,8 @@ def _suite(result: FileResult) -> ElementTree.Element:
         error = result.error
         attributes = {"name": ERROR_CODE, "classname": result.path, "line": str(error.line)}
         case = ElementTree.SubElement(suite, "testcase", attributes)
-        where = position(error.line, error.col, error.cell)
         failed = ElementTree.SubElement(case, "error", message=error.message)
-        failed.text = f"{result.path}:{where}: {error.message}"
+        failed.text = f"{result.path}:{position(error.line, error.col, error.cell)}: {error.message}"
     for finding in ordered_findings(result):
         where = finding.location
         attributes = {"name": f"{finding.code} {finding.name}", "classname": result.path}

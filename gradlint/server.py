@@ -391,7 +391,9 @@ async def code_actions(ls: GradlintServer, params: types.CodeActionParams) -> li
     snapshot = snapshot_of(ls, owner)
     if snapshot is None:
         return None
-    analysis = fresh_analysis(ls, uri) or await ls.in_worker(analyse, ls.settings, snapshot)
+    analysis = fresh_analysis(ls, uri)
+    if analysis is None:  # not published yet for this text (an edit since): analyse it now
+        analysis = await ls.in_worker(analyse, ls.settings, snapshot)
     if analysis.result.error is not None:
         return None
     _, text = snapshot.target(snapshot.cell_number(uri))
