@@ -52,7 +52,9 @@ async def measure(text: str, changes: int) -> list[float]:
         await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
         client.initialized(types.InitializedParams())
         client.text_document_did_open(
-            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, text))
+            types.DidOpenTextDocumentParams(
+                types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+            )
         )
         await wait_for(done, arrived, 1)
         times = []
@@ -63,7 +65,7 @@ async def measure(text: str, changes: int) -> list[float]:
             sent = time.perf_counter()
             client.text_document_did_change(
                 types.DidChangeTextDocumentParams(
-                    types.VersionedTextDocumentIdentifier(uri, version),
+                    types.VersionedTextDocumentIdentifier(uri=uri, version=version),
                     [types.TextDocumentContentChangePartial(range=whole, text=changed)],
                 )
             )
