@@ -66,6 +66,15 @@ class NotebookSource:
 
         return LINES_IN_MESSAGE.sub(in_cells, message)
 
+    def program_location(self, location: Location) -> Location | None:
+        """The inverse of `cell_location`: where a location in a cell is in the joined program."""
+        lines = {origin: number for number, origin in enumerate(self.origins, start=1)}
+        start = lines.get((location.cell or 0, location.line))
+        end = lines.get((location.cell or 0, location.end_line))
+        if start is None or end is None:
+            return None
+        return Location(start, location.col, end, location.end_col)
+
     def origin(self, program_line: int) -> tuple[int, int]:
         if not self.origins:
             return 1, 1
@@ -92,7 +101,9 @@ def in_cells(finding: Finding, source: NotebookSource) -> Finding:
         message=source.cell_message(finding.message),
         location=source.cell_location(finding.location),
         related=tuple(
-            Related(source.cell_location(related.location), source.cell_message(related.message), related.path)
+            Related(
+                source.cell_location(related.location), source.cell_message(related.message), related.path
+            )
             for related in finding.related
         ),
     )

@@ -253,9 +253,10 @@ def reanalyse_everything(ls: GradlintServer) -> None:
 def diagnostics_of(ls: GradlintServer, analysis: Analysis) -> dict[str, list[types.Diagnostic]]:
     """Each document's diagnostics, every cell of a notebook included (an empty list clears it)."""
     snapshot, result = analysis.snapshot, analysis.result
-    by_document: dict[str, list[types.Diagnostic]] = {
-        uri: [] for uri in snapshot.cell_uris or (snapshot.uri,)
-    }
+    documents = snapshot.cell_uris if snapshot.notebook else (snapshot.uri,)
+    by_document: dict[str, list[types.Diagnostic]] = {uri: [] for uri in documents}
+    if not documents:
+        return by_document  # a notebook without cells: nowhere to put anything
     codec = ls.workspace.position_codec
     if result.error is not None:
         # Nothing else: findings of an older text would point at lines that are no longer them.
@@ -406,10 +407,9 @@ async def code_actions(ls: GradlintServer, params: types.CodeActionParams) -> li
     for finding in findings_in(analysis, uri, start, end):
         diagnostic = finding_diagnostic(finding, snapshot, lines, codec)
         if wanted(only, types.CodeActionKind.QuickFix.value):
-            if not snapshot.notebook:
-                fix = await ls.in_worker(fix_of_finding, ls.settings, snapshot, finding)
-                if fix is not None:
-                    actions.append(fix_action(ls, snapshot, finding, diagnostic, *fix))
+            fix = await ls.in_worker(fix_of_finding, ls.settings, snapshot, finding)
+            if fix is not None:
+                actions.append(fix_action(ls, finding, diagnostic, *fix))
             noqa = noqa_action(ls, uri, lines, finding, diagnostic)
             if noqa is not None:
                 actions.append(noqa)
@@ -432,16 +432,20 @@ def has_fixable(analysis: Analysis) -> bool:
 
 def fix_of_finding(
     settings: ProjectSettings, snapshot: Snapshot, finding: Finding
-) -> tuple[str, bool] | None:
-    """The text with `finding` fixed and whether the fix is safe; in a worker (libcst is slow)."""
+) -> tuple[dict[str, list[LineEdit]], bool] | None:
+    """The edits that fix `finding` and whether the fix is safe; in a worker (libcst is slow)."""
     from gradlint.fix.engine import fix_finding  # libcst is loaded only to fix
+    from gradlint.fix.notebooks import fix_notebook_finding
 
     try:
         codes = settings.codes_for(snapshot.path)
-        fixed = fix_finding(snapshot.text, finding, snapshot.name, codes)
+        if snapshot.notebook:
+            fixed = fix_notebook_finding(snapshot.text, finding, snapshot.name, codes)
+        else:
+            fixed = fix_finding(snapshot.text, finding, snapshot.name, codes)
     except (ConfigError, SourceError):
         return None
-    return None if fixed is None else (fixed.text, fixed.safe)
+    return None if fixed is None else (document_edits(snapshot, fixed.text), fixed.safe)
 
 
 def fix_all_safe(settings: ProjectSettings, snapshot: Snapshot) -> dict[str, list[LineEdit]]:
@@ -457,20 +461,22 @@ def fix_all_safe(settings: ProjectSettings, snapshot: Snapshot) -> dict[str, lis
             fixed = fix_source(snapshot.text, snapshot.name, codes)
     except (ConfigError, SourceError, json.JSONDecodeError):
         return {}
-    if not fixed.changed:
-        return {}
+    return document_edits(snapshot, fixed.text) if fixed.changed else {}
+
+
+def document_edits(snapshot: Snapshot, fixed_text: str) -> dict[str, list[LineEdit]]:
+    """What turns each document into its part of `fixed_text`: the buffer, or the notebook's cells."""
     if not snapshot.notebook:
-        return {snapshot.uri: line_edits(snapshot.text, fixed.text)}
-    cells = zip(snapshot.cell_uris, snapshot.cell_texts, notebook_cell_texts(fixed.text))
+        return {snapshot.uri: line_edits(snapshot.text, fixed_text)}
+    cells = zip(snapshot.cell_uris, snapshot.cell_texts, notebook_cell_texts(fixed_text))
     return {uri: line_edits(old, new) for uri, old, new in cells if old != new}
 
 
 def fix_action(
     ls: GradlintServer,
-    snapshot: Snapshot,
     finding: Finding,
     diagnostic: types.Diagnostic,
-    fixed_text: str,
+    edits: dict[str, list[LineEdit]],
     safe: bool,
 ) -> types.CodeAction:
     rule = find_rule(finding.code)
@@ -480,7 +486,7 @@ def fix_action(
         kind=types.CodeActionKind.QuickFix,
         diagnostics=[diagnostic],
         is_preferred=safe,  # what an editor's "fix this" applies without asking: safe fixes only
-        edit=workspace_edit(ls, {snapshot.uri: line_edits(snapshot.text, fixed_text)}),
+        edit=workspace_edit(ls, edits),
     )
 
 
