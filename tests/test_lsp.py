@@ -51,24 +51,29 @@ def recording_client() -> LanguageClient:
     client = LanguageClient(protocol_cls=RecordingProtocol, converter_factory=default_converter)
     client.transcript = []
     client.published = []  # every publishDiagnostics, in the order they came
+    client.registrations = []  # what the server asked the client to register
 
     def published(client: LanguageClient, params: types.PublishDiagnosticsParams) -> None:
         params.diagnostics = list(params.diagnostics)  # a tuple as it comes: lists compare plainly
         client.diagnostics[params.uri] = params.diagnostics
         client.published.append(params)
 
-    register_lsp_features(
-        client, {**DEFAULT_CLIENT_FEATURES, types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS: published}
-    )
+    def registered(client: LanguageClient, params: types.RegistrationParams) -> None:
+        client.registrations.extend(params.registrations)
+
+    features = {
+        **DEFAULT_CLIENT_FEATURES,
+        types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS: published,
+        types.CLIENT_REGISTER_CAPABILITY: registered,
+    }
+    register_lsp_features(client, features)
     return client
 
 
-def capabilities(watch_files: bool = False) -> types.ClientCapabilities:
+def capabilities() -> types.ClientCapabilities:
     return types.ClientCapabilities(
         workspace=types.WorkspaceClientCapabilities(
-            did_change_watched_files=types.DidChangeWatchedFilesClientCapabilities(
-                dynamic_registration=watch_files
-            ),
+            did_change_watched_files=types.DidChangeWatchedFilesClientCapabilities(dynamic_registration=True),
         ),
         text_document=types.TextDocumentClientCapabilities(
             publish_diagnostics=types.PublishDiagnosticsClientCapabilities(
@@ -394,6 +399,16 @@ async def test_each_project_of_the_workspace_keeps_its_own_settings(client, tmp_
     assert the((await diagnostics_for(client, loud)).diagnostics).code == "GL101"
 
 
+async def test_the_server_asks_the_client_to_watch_pyproject_files(client):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not client.registrations and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    registration = the(client.registrations)
+    assert registration.method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES
+    watcher = the(registration.register_options["watchers"])
+    assert watcher["globPattern"] == "**/pyproject.toml"
+
+
 async def test_a_changed_pyproject_is_read_again(client, tmp_path):
     config = tmp_path / "pyproject.toml"
     config.write_text('[tool.gradlint]\nignore = ["GL101"]\n')
@@ -516,6 +531,10 @@ async def test_notebook_findings_land_on_their_cells_numbered_among_all_cells(cl
     assert related.location.uri == cells[4] and related.location.range.start == types.Position(2, 4)
     for other in (cells[0], cells[1], cells[2], cells[4]):  # every other cell is told it is clean
         assert (await diagnostics_for(client, other)).diagnostics == []
+    shown = await client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(cells[3]), types.Position(0, 3))
+    )
+    assert shown.contents.value.startswith("# GL101: clear-less-often-than-step\n")
 
 
 async def test_editing_a_cell_analyses_the_notebook_again(client, tmp_path):
