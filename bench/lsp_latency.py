@@ -8,7 +8,10 @@ file, waits for its first diagnostics, then sends --changes edits one at a time,
 text with a different comment at the end (the same analysis work every time; no edit is answered
 from an earlier one), and times each from sending the `didChange` to receiving the diagnostics of
 that version. The time includes the server's debounce (`DEBOUNCE_SECONDS`): it is what a user
-waits. Prints every time and the median. Needs `pip install 'gradlint[server]'`.
+waits. Prints every time and the median, then, for comparison on the same machine at the same
+time, the median of `check_text` alone over the same texts in this process (what the server adds is
+the difference: the debounce, the messages, the conversion to diagnostics). Needs
+`pip install 'gradlint[server]'`.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ async def measure(text: str, changes: int) -> list[float]:
         times = []
         for version in range(2, changes + 2):
             done.clear()
-            changed = f"{text}# edit {version}\n"
+            changed = edited(text, version)
             whole = types.Range(types.Position(0, 0), types.Position(len(changed.splitlines()) + 1, 0))
             sent = time.perf_counter()
             client.text_document_did_change(
@@ -74,6 +77,24 @@ async def measure(text: str, changes: int) -> list[float]:
         await client.shutdown_async(None)
         client.exit(None)
     await client.stop()
+    return times
+
+
+def edited(text: str, version: int) -> str:
+    return f"{text}# edit {version}\n"
+
+
+def analysis_alone(text: str, changes: int) -> list[float]:
+    """`check_text` over the texts the changes sent, with the default rules, in this process."""
+    from gradlint.batch import check_text
+    from gradlint.rules import resolve_codes
+
+    codes = frozenset(resolve_codes())
+    times = []
+    for version in range(2, changes + 2):
+        started = time.perf_counter()
+        check_text(edited(text, version), "train.py", codes, notebook=False)
+        times.append(time.perf_counter() - started)
     return times
 
 
@@ -93,6 +114,8 @@ def main() -> None:
     print(f"{len(text.splitlines())} lines, {len(times)} changes")
     print("didChange -> publishDiagnostics (ms):", " ".join(f"{t * 1000:.0f}" for t in times))
     print(f"median: {statistics.median(times) * 1000:.0f} ms")
+    alone = analysis_alone(text, args.changes)
+    print(f"check_text alone, same texts, median: {statistics.median(alone) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
