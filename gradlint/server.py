@@ -44,6 +44,7 @@ from gradlint.editor import (
     notebook_cell_texts,
     notebook_json,
 )
+from gradlint.files import read_source
 from gradlint.report import ERROR_CODE
 from gradlint.ruledocs import find_rule, rule_markdown, rule_url, severity_of
 
@@ -207,7 +208,10 @@ async def analyse_and_publish(ls: GradlintServer, uri: str, delay: float) -> Non
     snapshot = snapshot_of(ls, uri)
     if snapshot is None:
         return
-    analysis = await ls.in_worker(analyse, ls.settings, snapshot)
+    try:
+        analysis = await ls.in_worker(analyse, ls.settings, snapshot)
+    except RuntimeError:  # the workers are gone: the server is shutting down
+        return
     if ls.scheduled.get(uri) is asyncio.current_task():
         del ls.scheduled[uri]
     if snapshot_of(ls, uri) == snapshot:  # else a newer edit has its own analysis coming
@@ -305,9 +309,8 @@ def error_diagnostic(error: SourceError, lines: list[str], codec: PositionCodec)
 
 def file_lines(path: str) -> list[str] | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return source_lines(file.read())
-    except OSError:
+        return source_lines(read_source(path))
+    except SourceError:
         return None  # its columns are then given as they are: right for ASCII
 
 

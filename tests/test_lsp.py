@@ -581,7 +581,8 @@ async def test_closing_a_notebook_clears_its_cells(client, tmp_path):
 
 
 def test_server_without_pygls_is_a_one_line_error_naming_the_extra(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pygls", None)  # what an install without the extra has
+    for name in [name for name in sys.modules if name == "pygls" or name.startswith("pygls.")] or ["pygls"]:
+        monkeypatch.setitem(sys.modules, name, None)  # what an install without the extra has
     monkeypatch.delitem(sys.modules, "gradlint.server", raising=False)
     code, out, err = gradlint(capsys, "server")
     assert (code, out) == (2, "")
