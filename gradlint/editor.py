@@ -22,7 +22,7 @@ from gradlint.config import Config, ConfigError, find_config, load_config
 from gradlint.files import is_excluded
 from gradlint.notebooks import cell_text
 
-CONFIG_STAMP = tuple[int, int]  # st_mtime_ns and st_size of a pyproject.toml
+ConfigStamp = tuple[int, int]  # st_mtime_ns and st_size of a pyproject.toml
 
 
 class ProjectSettings:
@@ -32,7 +32,7 @@ class ProjectSettings:
     `gradlint check` would give it. Analyses run in threads, so the cache is shared under a lock."""
 
     def __init__(self) -> None:
-        self._configs: dict[str, tuple[CONFIG_STAMP, Config]] = {}
+        self._configs: dict[str, tuple[ConfigStamp, Config]] = {}
         self._lock = threading.Lock()
 
     def config_for(self, path: str | None) -> Config:
@@ -61,7 +61,7 @@ class ProjectSettings:
         return frozenset(config.codes_for(path, config.selection.apply(None)))
 
 
-def file_stamp(path: str) -> CONFIG_STAMP:
+def file_stamp(path: str) -> ConfigStamp:
     try:
         status = os.stat(path)
     except OSError:
