@@ -23,7 +23,7 @@ from gradlint.checker import (
     may_have_findings,
     rule_words,
 )
-from gradlint.files import STDIN, display_name, read_data, read_source
+from gradlint.files import STDIN, STDIN_NAME, display_name, read_data, read_source
 from gradlint.notebooks import check_notebook, is_notebook
 
 # Starting a worker costs about as much as checking a few ordinary files; below this many files
@@ -38,21 +38,26 @@ def default_jobs() -> int:
 
 
 def check_paths(
-    work: Sequence[tuple[str, frozenset[str]]], jobs: int, cache: Cache | None = None
+    work: Sequence[tuple[str, frozenset[str]]],
+    jobs: int,
+    cache: Cache | None = None,
+    stdin_name: str = STDIN_NAME,
 ) -> list[Checked]:
     """`check_path` over each (path, codes), with up to `jobs` processes; results in `work`'s order.
+    Standard input is reported, and read as a notebook or not, by `stdin_name`.
 
     With a cache, a file whose stat is the one its index entry holds is answered without reading
     it (but for the snippets under its findings)."""
     if cache is None:
         answers: list[Checked | None] = [None] * len(work)
         programs, alone = plan_programs(work, answers)
-        return merged(work, programs, check_in_processes([work[i] for i in alone], jobs, None), alone)
+        alone_results = check_in_processes([work[i] for i in alone], jobs, None, stdin_name)
+        return merged(work, programs, alone_results, alone)
     index = cache.load_index()
     stamps = [None if path == STDIN else stamp_of(path, codes) for path, codes in work]
     answers = [answer_from_index(path, stamp, index, cache) for (path, _), stamp in zip(work, stamps)]
     programs, alone = plan_programs(work, answers)
-    checked = iter(check_in_processes([work[i] for i in alone], jobs, cache))
+    checked = iter(check_in_processes([work[i] for i in alone], jobs, cache, stdin_name))
     for number in alone:
         answer, key = next(checked)
         path, _ = work[number]
@@ -231,14 +236,14 @@ def answer_from_index(path: str, stamp: Stamp | None, index: StatIndex, cache: C
 
 
 def check_in_processes(
-    work: Sequence[tuple[str, frozenset[str]]], jobs: int, cache: Cache | None
+    work: Sequence[tuple[str, frozenset[str]]], jobs: int, cache: Cache | None, stdin_name: str = STDIN_NAME
 ) -> list[tuple[Checked, str | None]]:
     """`check_path` over each (path, codes), in this process or in up to `jobs` workers."""
     workers = min(jobs, len(work) // FILES_PER_WORKER)
     # Standard input can only be read here, in the process that has it.
     shared = [index for index, (path, _) in enumerate(work) if path != STDIN]
     if workers < 2 or len(shared) < 2:
-        return [check_path(path, codes, cache) for path, codes in work]
+        return [check_path(path, codes, cache, stdin_name) for path, codes in work]
     # Here, not at the top: loading the pool's machinery costs more than checking a small tree.
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -258,8 +263,8 @@ def check_in_processes(
     except (OSError, BrokenProcessPool):
         # No processes to be had here (a sandbox without semaphores), or a worker died: the files
         # are still checked, in this process.
-        return [check_path(path, codes, cache) for path, codes in work]
-    return [result or check_path(*work[index], cache) for index, result in enumerate(results)]
+        return [check_path(path, codes, cache, stdin_name) for path, codes in work]
+    return [result or check_path(*work[index], cache, stdin_name) for index, result in enumerate(results)]
 
 
 def file_size(path: str) -> int:
@@ -269,18 +274,20 @@ def file_size(path: str) -> int:
         return 0  # reading it will say why, in its own result
 
 
-def check_path(path: str, codes: Iterable[str], cache: Cache | None = None) -> tuple[Checked, str | None]:
+def check_path(
+    path: str, codes: Iterable[str], cache: Cache | None = None, stdin_name: str = STDIN_NAME
+) -> tuple[Checked, str | None]:
     """One file's result and its text if it has findings (for the snippets under them), and what
     the stat index may say of it: the key of its cache entry, CLEAN, or None for nothing.
 
     Never raises: one file that cannot be checked must not hide the findings in the others.
     """
-    name = display_name(path)
+    name = display_name(path, stdin_name)
     try:
         data = read_data(path)
     except SourceError as error:
         return (FileResult(name, error=error), ""), None
-    notebook = is_notebook(path)
+    notebook = is_notebook(name)
     if not notebook and not may_have_findings(data, codes):
         return (FileResult(name), ""), CLEAN  # before the cache: hashing the file would cost more than this
     key = cache.key(data, codes, notebook) if cache is not None else ""
@@ -303,6 +310,14 @@ def check_data(data: bytes, name: str, codes: Iterable[str], notebook: bool) -> 
     """The findings or the error, and whether they are the file's own (not a bug in gradlint)."""
     try:
         text = decode_source(data)
+    except SourceError as error:
+        return ((), error), True
+    return check_text(text, name, codes, notebook)
+
+
+def check_text(text: str, name: str, codes: Iterable[str], notebook: bool) -> tuple[Result, bool]:
+    """As `check_data`, for text already decoded (an editor's buffer). Never raises."""
+    try:
         findings = check_notebook(text, name, codes) if notebook else check_source(text, name, codes)
         return (tuple(findings), None), True
     except SourceError as error:

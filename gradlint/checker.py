@@ -42,7 +42,7 @@ NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*
 class SourceError(Exception):
     """The file cannot be read or parsed; `line`/`col` are 1-based (1, 1 when unknown).
 
-    In a notebook, `cell` is the code cell (1-based) and `line` a line of that cell."""
+    In a notebook, `cell` is the cell (1-based among all cells) and `line` a line of that cell."""
 
     def __init__(self, message: str, line: int = 1, col: int = 1, cell: int | None = None) -> None:
         super().__init__(message)

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from gradlint import __version__
 from gradlint.batch import check_paths, default_jobs
 from gradlint.cache import cache_for
-from gradlint.checker import FileResult
+from gradlint.checker import FileResult, SourceError
 from gradlint.config import ConfigError, Selection, discover
-from gradlint.files import STDIN, expand_paths
+from gradlint.files import STDIN, STDIN_NAME, expand_paths, read_data
 from gradlint.report import format_github, format_json, format_statistics, format_summary, format_text
 from gradlint.ruledocs import all_rules, find_rule, rule_markdown, rules_table_text
 from gradlint.rules import UnknownCodeError
@@ -21,7 +21,8 @@ from gradlint.runtime import arguments as runtime_arguments
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2  # bad usage, or a file that could not be checked: its bugs went unseen
-DOCUMENT_FORMATS = ("json", "sarif")  # one document: nothing may be printed before or after it
+FORMATS = ("text", "json", "sarif", "github", "gitlab", "junit")
+DOCUMENT_FORMATS = ("json", "sarif", "gitlab", "junit")  # one document: nothing may be printed around it
 
 
 EXIT_INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
@@ -45,6 +46,8 @@ def dispatch(argv: Sequence[str] | None) -> int:
         return EXIT_CLEAN
     if args.command == "explain":
         return explain(args.code)
+    if args.command == "server":
+        return serve()
     if args.command == "run":
         from gradlint.runtime import run as runtime_run  # the tracer's machinery: only to run a program
 
@@ -59,12 +62,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gradlint {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     check = commands.add_parser("check", help="check Python files and directories")
-    check.add_argument("paths", nargs="+", metavar="PATH", help="files, directories, or - for stdin")
+    check.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files, directories, or - for stdin (the default with --stdin-filename)",
+    )
     check.add_argument("--select", type=code_list, help="only these codes or prefixes, comma-separated")
     check.add_argument("--ignore", type=code_list, help="leave out these codes or prefixes")
     check.add_argument("--extend-select", type=code_list, help="add these codes or prefixes")
     check.add_argument("--config", metavar="FILE", help="use [tool.gradlint] from FILE, not the nearest one")
-    check.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text")
+    # --output-format is ruff's name for the same option: one option, two spellings.
+    check.add_argument("--format", "--output-format", dest="format", choices=FORMATS, default="text")
+    check.add_argument(
+        "--stdin-filename",
+        metavar="NAME",
+        help="standard input is the file NAME: its per-file-ignores, notebook or not, and the name shown",
+    )
+    check.add_argument(
+        "--force-exclude",
+        action="store_true",
+        help="apply exclude to the paths named on the command line too (as pre-commit passes them)",
+    )
+    check.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 even with findings (2 still means a file went unchecked)",
+    )
     check.add_argument("--output-file", metavar="FILE", help="write the report to FILE, not standard output")
     check.add_argument("--statistics", action="store_true", help="after the findings, a count of each code")
     check.add_argument(
@@ -88,10 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help; main() reads `fix ARGS` as `check --fix ARGS`, so it takes check's options.
     commands.add_parser("fix", help="apply the fixes (check's options; --fix implied)", add_help=False)
     commands.add_parser("rules", help="list every rule: code, name, summary, fixable, default")
+    commands.add_parser("server", help="the language server for editors, over stdio ('gradlint[server]')")
     explain = commands.add_parser("explain", help="a rule's full documentation")
     explain.add_argument("code", metavar="CODE", help="a rule code such as GL101, or its name")
     runtime_arguments.add_parser(commands)
     return parser
+
+
+SERVER_PACKAGES = ("pygls", "lsprotocol")
+
+
+def serve() -> int:
+    try:
+        from gradlint.server import serve as serve_stdio  # pygls: only the server needs it
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in SERVER_PACKAGES:
+            raise  # a bug of ours, not a missing extra
+        print("gradlint: error: the server needs pygls: pip install 'gradlint[server]'", file=sys.stderr)
+        return EXIT_ERROR
+    return serve_stdio()
 
 
 def explain(code: str) -> int:
@@ -115,12 +154,15 @@ def code_list(value: str) -> list[str]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    if args.format in DOCUMENT_FORMATS and (args.quiet or args.statistics):
-        message = f"--quiet and --statistics do not apply to --format {args.format}"
-        print(f"gradlint: error: {message}", file=sys.stderr)
+    problem = usage_problem(args)
+    if problem is not None:
+        print(f"gradlint: error: {problem}", file=sys.stderr)
         return EXIT_ERROR
+    if not args.paths:
+        args.paths = [STDIN]  # `--stdin-filename NAME` alone: the buffer an editor pipes in
     try:
-        config = discover(args.paths, args.config)
+        # Standard input stands for the file it names: its config is that file's project's.
+        config = discover([named(path, args.stdin_filename) for path in args.paths], args.config)
         # The command line is the last layer: its --select replaces the config's selection.
         command_line = Selection(
             tuple(args.select) if args.select is not None else None,
@@ -135,20 +177,45 @@ def run_check(args: argparse.Namespace) -> int:
         from gradlint.runtime import run as runtime_run  # the tracer's machinery: only to run a program
 
         return runtime_run.confirm_command(args, lambda path: config.codes_for(path, codes))
-    work = [
-        (path, frozenset(config.codes_for(None if path == STDIN else path, codes)))
-        for path in expand_paths(args.paths, config.exclude)
-    ]
+    stdin_name = args.stdin_filename
+    paths = expand_paths(args.paths, config.exclude, force_exclude=args.force_exclude, stdin_name=stdin_name)
+    work = [(path, frozenset(config.codes_for(named(path, stdin_name), codes))) for path in paths]
+    if args.fix and STDIN in args.paths and STDIN not in paths:
+        echo_stdin()  # an editor that fixes an excluded buffer through a pipe must get it back whole
     if args.fix or args.diff:
         from gradlint.fix.command import fix_command  # libcst is loaded only to fix
 
         return fix_command(args, work)
-    checked = check_paths(work, args.jobs, None if args.no_cache else cache_for(config.path))
+    cache = None if args.no_cache else cache_for(config.path)
+    checked = check_paths(work, args.jobs, cache, stdin_name or STDIN_NAME)
     results = [result for result, _ in checked]
     report = render(args, results, {result.path: text for result, text in checked if text})
     if not write_report(report, args.output_file):
         return EXIT_ERROR
-    return exit_code(results)
+    return exit_code(results, args.exit_zero)
+
+
+def echo_stdin() -> None:
+    try:
+        data = read_data(STDIN)
+    except SourceError:
+        return  # no input to give back
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    if args.format in DOCUMENT_FORMATS and (args.quiet or args.statistics):
+        return f"--quiet and --statistics do not apply to --format {args.format}"
+    if not args.paths and args.stdin_filename is None:
+        return "no PATH given (name files or directories, or - for standard input)"
+    return None
+
+
+def named(path: str, stdin_name: str | None) -> str:
+    """The path a run treats `path` as: standard input is the file `--stdin-filename` names."""
+    return stdin_name if path == STDIN and stdin_name is not None else path
 
 
 def render(args: argparse.Namespace, results: list[FileResult], sources: dict[str, str]) -> str:
@@ -158,6 +225,14 @@ def render(args: argparse.Namespace, results: list[FileResult], sources: dict[st
         from gradlint.sarif import format_sarif  # pathlib and urllib, for this one format
 
         return format_sarif(results)
+    if args.format == "gitlab":
+        from gradlint.gitlab import format_gitlab
+
+        return format_gitlab(results)
+    if args.format == "junit":
+        from gradlint.junit import format_junit  # xml.etree, for this one format
+
+        return format_junit(results)
     # --quiet: the files that could not be checked are still named (their bugs went unseen), then a count.
     shown = [FileResult(result.path, error=result.error) for result in results] if args.quiet else results
     if args.format == "github":
@@ -189,7 +264,9 @@ def write_report(report: str, output_file: str | None = None) -> bool:
     return True
 
 
-def exit_code(results: Sequence[FileResult]) -> int:
+def exit_code(results: Sequence[FileResult], exit_zero: bool = False) -> int:
+    """2 when a file could not be checked, even with `exit_zero`: its bugs went unseen, not found."""
     if any(result.error is not None for result in results):
         return EXIT_ERROR
-    return EXIT_FINDINGS if any(result.findings for result in results) else EXIT_CLEAN
+    found = any(result.findings for result in results)
+    return EXIT_FINDINGS if found and not exit_zero else EXIT_CLEAN

@@ -14,8 +14,9 @@ from enum import Enum
 class Location:
     """A span of source code. Lines and columns are 1-based; columns count characters.
 
-    In a notebook, `cell` is the code cell (1-based, counting code cells only) and the lines are
-    lines of that cell; it is None in a plain source file.
+    In a notebook, `cell` is the cell's position among all the notebook's cells (1-based, markdown
+    and raw cells counted, as notebook front ends number them) and the lines are lines of that
+    cell; it is None in a plain source file.
     """
 
     line: int
@@ -72,6 +73,9 @@ class EventKind(Enum):
     SCALER_UPDATE = "scaler_update"  # scaler.update(): the scale adapts, the next step() is allowed
 
 
+SEVERITIES = ("error", "warning")
+
+
 @dataclass(frozen=True)
 class Rule:
     """A rule's identity and its user documentation, in the sections every rule page has."""
@@ -90,6 +94,10 @@ class Rule:
     # unchanged behaviour for a correct program) or unsafe (only with --unsafe-fixes).
     fix: str = ""
     enabled_by_default: bool = True
+    # "error": the model learns something other than what the code says (every rule but a few);
+    # "warning": the result is right but the run pays for it (time, memory). Editors, SARIF and
+    # GitLab show it as their own levels.
+    severity: str = "error"
     # A file that contains none of these words cannot hold what the rule looks for, so it is not
     # analysed for it: every rule of the core needs a call to `backward(`, which most Python files
     # lack (the bare word is no test: "backwards compatible" is in a third of the standard library).

@@ -18,18 +18,33 @@ DEFAULT_EXCLUDE = (".*", "__pycache__", "node_modules", "site-packages")
 SOURCE_SUFFIXES = (".py", ".ipynb")  # `.ipynb_checkpoints` copies are skipped as a hidden directory
 
 
-def expand_paths(paths: Iterable[str], exclude: PatternSet | None = None) -> list[str]:
-    """Files as named, directories searched for `*.py` and `*.ipynb`; each path once, in a stable order."""
-    # `exclude` and `.gitignore` apply to what walking a directory finds, not to files named directly.
+def expand_paths(
+    paths: Iterable[str],
+    exclude: PatternSet | None = None,
+    force_exclude: bool = False,
+    stdin_name: str | None = None,
+) -> list[str]:
+    """Files as named, directories searched for `*.py` and `*.ipynb`; each path once, in a stable order.
+
+    `exclude` and `.gitignore` apply to what walking a directory finds. A path named directly is
+    checked whatever `exclude` says, unless `force_exclude`: pre-commit and editors name every file
+    themselves, and an excluded file must stay excluded then (standard input by its `stdin_name`)."""
     exclude = exclude if exclude is not None else pattern_set(os.curdir, DEFAULT_EXCLUDE)
     expanded: dict[str, None] = {}
     for path in paths:
+        if force_exclude and is_excluded(stdin_name if path == STDIN else path, exclude):
+            continue
         if path != STDIN and os.path.isdir(path):
             expanded.update(dict.fromkeys(sorted(python_files_under(path, exclude))))
         else:
             # A missing path is kept: reading it gives the user a one-line error naming it.
             expanded[path] = None
     return list(expanded)
+
+
+def is_excluded(path: str | None, exclude: PatternSet) -> bool:
+    """`path`, or a directory it lies in, matches `exclude`; standard input with no name never does."""
+    return path is not None and exclude.covers(path)
 
 
 def python_files_under(directory: str, exclude: PatternSet) -> Iterator[str]:
@@ -61,8 +76,8 @@ def is_skipped(path: str, is_dir: bool, exclude: PatternSet, gitignores: list[Pa
     return is_dir and os.path.isfile(os.path.join(path, "pyvenv.cfg"))  # a virtualenv, whatever its name
 
 
-def display_name(path: str) -> str:
-    return STDIN_NAME if path == STDIN else path
+def display_name(path: str, stdin_name: str = STDIN_NAME) -> str:
+    return stdin_name if path == STDIN else path
 
 
 def read_source(path: str) -> str:

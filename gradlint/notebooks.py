@@ -3,8 +3,9 @@
 A notebook's cells run in one namespace, so a `zero_grad()` in one cell and the batch loop in the
 next are one training loop. The code cells are joined into one source with every line kept where
 it was (IPython magics and shell escapes become placeholders of the same line count), checked by
-`check_source`, and each location is mapped back to its code cell (1-based, counting code cells
-only, in the order they appear in the file) and its line in that cell.
+`check_source`, and each location is mapped back to its cell and its line in that cell. Cells are
+numbered from 1 by their position among *all* cells, markdown and raw included, as ruff and the
+notebook front ends number them: `cell 4` is the fourth cell a user sees.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def is_notebook(path: str) -> bool:
 
 @dataclass(frozen=True)
 class CodeCell:
-    number: int  # 1-based among code cells
+    number: int  # 1-based among all cells, markdown and raw included
     lines: tuple[str, ...]  # as Python should read them: magics already replaced
 
 
@@ -65,6 +66,15 @@ class NotebookSource:
 
         return LINES_IN_MESSAGE.sub(in_cells, message)
 
+    def program_location(self, location: Location) -> Location | None:
+        """The inverse of `cell_location`: where a location in a cell is in the joined program."""
+        lines = {origin: number for number, origin in enumerate(self.origins, start=1)}
+        start = lines.get((location.cell or 0, location.line))
+        end = lines.get((location.cell or 0, location.end_line))
+        if start is None or end is None:
+            return None
+        return Location(start, location.col, end, location.end_col)
+
     def origin(self, program_line: int) -> tuple[int, int]:
         if not self.origins:
             return 1, 1
@@ -75,7 +85,7 @@ class NotebookSource:
 def check_notebook(
     text: str, filename: str = "<notebook>", codes: Iterable[str] | None = None
 ) -> list[Finding]:
-    """Findings for a notebook's JSON text, located by code cell; `# noqa` works in cells."""
+    """Findings for a notebook's JSON text, located by cell; `# noqa` works in cells."""
     source = notebook_source(code_cells(text))
     try:
         findings = check_source(source.text, filename, codes)
@@ -91,7 +101,9 @@ def in_cells(finding: Finding, source: NotebookSource) -> Finding:
         message=source.cell_message(finding.message),
         location=source.cell_location(finding.location),
         related=tuple(
-            Related(source.cell_location(related.location), source.cell_message(related.message), related.path)
+            Related(
+                source.cell_location(related.location), source.cell_message(related.message), related.path
+            )
             for related in finding.related
         ),
     )
@@ -109,8 +121,15 @@ def code_cells(text: str) -> list[CodeCell]:
         raise SourceError("cannot parse notebook: no `cells` list (not an nbformat 4 notebook)")
     if not is_python(document):
         return []
-    code = [cell for cell in cells if isinstance(cell, dict) and cell.get("cell_type") == "code"]
-    return [CodeCell(number, python_lines(cell_text(cell))) for number, cell in enumerate(code, start=1)]
+    return [
+        CodeCell(number, python_lines(cell_text(cell)))
+        for number, cell in enumerate(cells, start=1)
+        if is_code_cell(cell)
+    ]
+
+
+def is_code_cell(cell: object) -> bool:
+    return isinstance(cell, dict) and cell.get("cell_type") == "code"
 
 
 def is_python(document: dict) -> bool:

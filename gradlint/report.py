@@ -32,7 +32,7 @@ def ordered_findings(result: FileResult) -> list[Finding]:
 
 
 def position(line: int, col: int, cell: int | None = None) -> str:
-    """`line:col`, or `cell N:line:col` in a notebook, where lines count within the code cell."""
+    """`line:col`, or `cell N:line:col` in a notebook, where lines count within the cell."""
     return f"{line}:{col}" if cell is None else f"cell {cell}:{line}:{col}"
 
 
@@ -135,7 +135,7 @@ def _finding_json(path: str, finding: Finding) -> dict:
 
 
 def _with_cell(document: dict, cell: int | None) -> dict:
-    """Notebook locations add `"cell"` (1-based code cell); `line` stays the line in that cell."""
+    """Notebook locations add `"cell"` (1-based, among all cells); `line` stays the line in that cell."""
     return document if cell is None else {**document, "cell": cell}
 
 

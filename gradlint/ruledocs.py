@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from gradlint.core import Rule
 from gradlint.rules import ALL_RULES, RULES_BY_CODE, UnknownCodeError
 
+DOCS_URL = "https://gradlint.readthedocs.io/en/latest/"
 TABLE_HEADER = ("code", "name", "summary", "fixable", "default")
 NO_RUNTIME_CHECK = "The runtime tracer does not check this rule yet."
 
@@ -29,6 +30,17 @@ def find_rule(code_or_name: str) -> Rule:
         if rule.name == wanted.lower():
             return rule
     raise UnknownCodeError(f"unknown rule code {code_or_name!r}")
+
+
+def rule_url(code: str) -> str:
+    """The rule's page on the docs site, which SARIF's helpUri and the editor's diagnostic link to."""
+    return f"{DOCS_URL}rules/{code}/"
+
+
+def severity_of(code: str) -> str:
+    """The severity of a finding's code: its rule's, or "error" for GL000 (a file not checked)."""
+    module = RULES_BY_CODE.get(code)
+    return module.RULE.severity if module is not None else "error"
 
 
 def table_row(rule: Rule) -> tuple[str, str, str, str, str]:

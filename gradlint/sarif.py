@@ -16,17 +16,11 @@ from gradlint import __version__
 from gradlint.checker import FileResult
 from gradlint.core import Finding, Location, Rule
 from gradlint.report import ERROR_CODE, location_text, ordered, ordered_findings
-from gradlint.ruledocs import rule_markdown
+from gradlint.ruledocs import DOCS_URL, rule_markdown, rule_url, severity_of
 from gradlint.rules import ALL_RULES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-DOCS_URL = "https://gradlint.readthedocs.io/en/latest/"
 SOURCE_ROOT = "%SRCROOT%"  # relative artifact URIs are relative to this: the directory gradlint ran in
-LEVEL = "error"  # every rule finds a bug that silently changes what the model learns
-
-
-def rule_url(code: str) -> str:
-    return f"{DOCS_URL}rules/{code}/"
 
 
 def format_sarif(results: Sequence[FileResult], cwd: str | None = None) -> str:
@@ -69,14 +63,14 @@ def _rule(rule: Rule) -> dict:
         # The page `gradlint explain` prints; its Markdown reads well as plain text too.
         "help": {"text": rule_markdown(rule), "markdown": rule_markdown(rule)},
         "helpUri": rule_url(rule.code),
-        "defaultConfiguration": {"level": LEVEL, "enabled": rule.enabled_by_default},
+        "defaultConfiguration": {"level": rule.severity, "enabled": rule.enabled_by_default},
     }
 
 
 def _result(finding: Finding, path: str, cwd: str, index: dict[str, int]) -> dict:
     result: dict = {
         "ruleId": finding.code,
-        "level": LEVEL,
+        "level": severity_of(finding.code),
         "message": {"text": _in_cell(finding.location, finding.message)},
         "locations": [{"physicalLocation": _physical(path, finding.location, cwd)}],
     }

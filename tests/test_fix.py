@@ -23,7 +23,8 @@ from helpers import gradlint, write
 
 from gradlint.checker import check_source
 from gradlint.fix.engine import FIXERS, fix_source
-from gradlint.fix.notebooks import fix_notebook
+from gradlint.fix.notebooks import fix_notebook, fix_notebook_finding
+from gradlint.notebooks import check_notebook
 from gradlint.rules import RULES_BY_CODE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,6 +288,38 @@ def test_notebook_cells_are_rewritten_in_place_and_outputs_untouched() -> None:
     # the magics, the markdown cell and the outputs byte for byte
     assert fixed.text == notebook([*NOTEBOOK_CELLS[:2], ("code", loop)])
     assert fix_notebook(fixed.text).fixed == 0
+
+
+def test_notebook_findings_left_after_fixing_name_the_cell_among_all_cells() -> None:
+    unsafe_only = (GOLDEN[0].parent / "GL301_modulo.in.py").read_text()
+    text = notebook([("markdown", ["# Accumulation\n"]), ("raw", ["notes\n"]), ("code", [unsafe_only])])
+    fixed = fix_notebook(text)
+    assert (fixed.fixed, fixed.unsafe_left) == (0, 1)
+    (finding,) = fixed.remaining
+    assert (finding.code, finding.location.cell, finding.location.line) == ("GL301", 3, 4)
+    fixed = fix_notebook(text, unsafe=True)
+    assert fixed.fixed == 1 and not fixed.remaining
+    cells = json.loads(fixed.text)["cells"]
+    assert [cell["source"] for cell in cells[:2]] == [["# Accumulation\n"], ["notes\n"]]
+    assert cells[2]["source"] != [unsafe_only]
+
+
+def test_one_notebook_finding_is_fixed_alone_by_its_cell_location() -> None:
+    unsafe = (GOLDEN[0].parent / "GL301_modulo.in.py").read_text()
+    text = notebook([*NOTEBOOK_CELLS, ("markdown", ["accumulation\n"]), ("code", [unsafe])])
+    clear, accumulation = check_notebook(text)
+    assert (clear.code, clear.location.cell, accumulation.code, accumulation.location.cell) == (
+        "GL101",
+        3,
+        "GL301",
+        5,
+    )
+    fixed = fix_notebook_finding(text, accumulation)
+    assert fixed is not None and not fixed.safe
+    assert [finding.code for finding in check_notebook(fixed.text)] == ["GL101"]
+    fixed = fix_notebook_finding(text, clear)
+    assert fixed is not None and fixed.safe
+    assert [finding.code for finding in check_notebook(fixed.text)] == ["GL301"]
 
 
 def test_libcst_is_loaded_only_to_fix(tmp_path: Path) -> None:

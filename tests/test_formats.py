@@ -1,4 +1,4 @@
-"""Output formats: SARIF, GitHub annotations, --statistics, --quiet and --output-file."""
+"""Output formats: SARIF, GitHub, GitLab Code Quality, JUnit, --statistics, --quiet and --output-file."""
 
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ def test_quiet_with_statistics_and_github(tmp_path, capsys):
     assert (code, out) == (1, "1 finding in 1 file\n1  GL101  clear-less-often-than-step\n")
 
 
-@pytest.mark.parametrize("document_format", ["json", "sarif"])
+@pytest.mark.parametrize("document_format", ["json", "sarif", "gitlab", "junit"])
 @pytest.mark.parametrize("option", ["--quiet", "--statistics"])
 def test_quiet_and_statistics_would_break_a_document_format(tmp_path, capsys, document_format, option):
     a = write(tmp_path, "a.py", BUGGY_LOOP)
@@ -248,7 +248,7 @@ def test_quiet_and_statistics_would_break_a_document_format(tmp_path, capsys, do
 # --- --output-file ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("output_format", ["text", "json", "sarif", "github"])
+@pytest.mark.parametrize("output_format", ["text", "json", "sarif", "github", "gitlab", "junit"])
 def test_output_file_holds_the_report_and_stdout_stays_empty(tmp_path, capsys, output_format):
     buggy = write(tmp_path, "buggy.py", BUGGY_LOOP)
     report = tmp_path / "report.out"
@@ -286,3 +286,152 @@ def test_output_file_gets_no_colour_even_from_a_terminal(tmp_path):
     text = report.read_text()
     assert "GL101" in text and "\x1b[" not in text
     assert "^" not in text  # the source snippet is for a terminal only
+
+
+# --- GitLab Code Quality ----------------------------------------------------------------------------
+
+# GitLab's published shape for a Code Quality report (docs.gitlab.com, "Code Quality report format"):
+# an array of issues, each with these fields; `severity` is one of Code Climate's five.
+GITLAB_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["description", "check_name", "fingerprint", "severity", "location"],
+        "properties": {
+            "description": {"type": "string", "minLength": 1},
+            "check_name": {"type": "string", "minLength": 1},
+            "fingerprint": {"type": "string", "minLength": 1},
+            "severity": {"enum": ["info", "minor", "major", "critical", "blocker"]},
+            "location": {
+                "type": "object",
+                "required": ["path", "lines"],
+                "properties": {
+                    "path": {"type": "string", "minLength": 1, "not": {"pattern": "^/"}},
+                    "lines": {
+                        "type": "object",
+                        "required": ["begin"],
+                        "properties": {
+                            "begin": {"type": "integer", "minimum": 1},
+                            "end": {"type": "integer", "minimum": 1},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def gitlab_run(capsys, *args: str) -> tuple[int, list]:
+    code, out, err = gradlint(capsys, "check", "--format", "gitlab", *args)
+    assert err == ""
+    report = json.loads(out)
+    jsonschema.validate(report, GITLAB_SCHEMA)
+    return code, report
+
+
+def test_gitlab_report_validates_and_points_at_the_findings(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "src/buggy.py", BUGGY_LOOP)
+    write(tmp_path, "broken.py", BROKEN_SOURCE)
+    code, report = gitlab_run(capsys, "broken.py", "src/buggy.py")
+    assert code == 2
+    error, issue = report
+    assert (error["check_name"], error["severity"], error["location"]) == (
+        "GL000",
+        "critical",
+        {"path": "broken.py", "lines": {"begin": 1, "end": 1}},
+    )
+    assert (issue["check_name"], issue["severity"]) == ("GL101", "major")
+    assert issue["location"] == {"path": "src/buggy.py", "lines": {"begin": BUG_LINE, "end": BUG_LINE}}
+    assert issue["description"].startswith("GL101 `optimizer.zero_grad()`")
+
+
+def test_gitlab_clean_run_is_an_empty_array(tmp_path, capsys):
+    assert gitlab_run(capsys, write(tmp_path, "clean.py", CLEAN_LOOP)) == (0, [])
+
+
+def test_gitlab_fingerprints_survive_moved_lines_and_tell_identical_findings_apart():
+    from gradlint.gitlab import format_gitlab
+
+    def fingerprints(*lines: int) -> list[str]:
+        results = [FileResult("train.py", tuple(finding(line) for line in lines))]
+        return [issue["fingerprint"] for issue in json.loads(format_gitlab(results))]
+
+    assert fingerprints(2) == fingerprints(40)  # code above it was added: the same issue
+    twice = fingerprints(2, 9)
+    assert len(set(twice)) == 2 and twice[0] == fingerprints(2)[0]
+
+
+def test_gitlab_notebook_cell_is_named_in_the_description():
+    from gradlint.gitlab import format_gitlab
+
+    (issue,) = json.loads(format_gitlab([FileResult("nb.ipynb", (finding(cell=3),))]))
+    jsonschema.validate([issue], GITLAB_SCHEMA)
+    assert issue["description"].startswith("GL101 cell 3:2:2: the clear runs less often")
+    assert issue["location"]["lines"] == {"begin": 1, "end": 1}
+
+
+# --- JUnit XML -----------------------------------------------------------------------------------------
+
+
+def junit_run(capsys, *args: str):
+    import xml.etree.ElementTree as ElementTree
+
+    code, out, err = gradlint(capsys, "check", "--format", "junit", *args)
+    assert err == ""
+    return code, ElementTree.fromstring(out)
+
+
+def test_junit_has_a_suite_per_file_and_a_failing_case_per_finding(tmp_path, capsys):
+    buggy = write(tmp_path, "buggy.py", BUGGY_LOOP)
+    broken = write(tmp_path, "broken.py", BROKEN_SOURCE)
+    write(tmp_path, "clean.py", CLEAN_LOOP)
+    code, suites = junit_run(capsys, buggy, broken, str(tmp_path / "clean.py"))
+    assert code == 2
+    assert suites.tag == "testsuites"
+    assert (suites.get("tests"), suites.get("failures"), suites.get("errors")) == ("2", "1", "1")
+    assert [suite.get("name") for suite in suites.findall("testsuite")] == [broken, buggy]
+    (error_case,) = suites.find(f"testsuite[@name='{broken}']").findall("testcase")
+    assert error_case.get("name") == "GL000"
+    assert error_case.find("error").get("message") == "cannot parse: invalid syntax"
+    (case,) = suites.find(f"testsuite[@name='{buggy}']").findall("testcase")
+    assert (case.get("name"), case.get("classname")) == ("GL101 clear-less-often-than-step", buggy)
+    assert (case.get("line"), case.get("column")) == (str(BUG_LINE), str(BUG_COL))
+    failure = case.find("failure")
+    assert failure.get("message").startswith("`optimizer.zero_grad()`")
+    assert failure.text.startswith(f"{buggy}:{BUG_LINE}:{BUG_COL}: GL101 ")
+    assert "note: " in failure.text  # the step it starves
+
+
+def test_junit_clean_run_is_one_passing_case(tmp_path, capsys):
+    code, suites = junit_run(capsys, write(tmp_path, "clean.py", CLEAN_LOOP))
+    assert code == 0
+    (suite,) = suites.findall("testsuite")
+    (case,) = suite.findall("testcase")
+    assert (suites.get("tests"), suites.get("failures"), suites.get("errors")) == ("1", "0", "0")
+    assert case.find("failure") is None and case.find("error") is None
+
+
+# --- severity ----------------------------------------------------------------------------------------
+
+
+def test_severity_comes_from_the_rule_in_sarif_and_gitlab():
+    from gradlint.core import SEVERITIES
+    from gradlint.gitlab import format_gitlab
+
+    assert all(module.RULE.severity in SEVERITIES for module in ALL_RULES)
+    slow = Finding("GL303", "accumulation-syncs-every-micro-batch", "all-reduces", Location(5, 1, 5, 9))
+    results = [FileResult("train.py", (finding(), slow))]
+    run = json.loads(format_sarif(results))["runs"][0]
+    assert {result["ruleId"]: result["level"] for result in run["results"]} == {
+        "GL101": "error",
+        "GL303": "warning",
+    }
+    defaults = {rule["id"]: rule["defaultConfiguration"]["level"] for rule in run["tool"]["driver"]["rules"]}
+    assert (defaults["GL101"], defaults["GL303"]) == ("error", "warning")
+    issues = json.loads(format_gitlab(results))
+    assert {issue["check_name"]: issue["severity"] for issue in issues} == {
+        "GL101": "major",
+        "GL303": "minor",
+    }

@@ -88,17 +88,17 @@ def myth_notebook_with_epoch_loop_around_cells() -> str:
 
 
 def test_clear_once_per_epoch_in_a_cell_before_the_batch_loop_cell(tmp_path, capsys):
-    """The clear in code cell 2 runs once; the batch loop in code cell 3 steps every batch."""
+    """The clear in cell 4 runs once; the batch loop in cell 6 steps every batch."""
     path = write(tmp_path, "myth.ipynb", MYTH_NOTEBOOK)
     exit_code, out, err = gradlint(capsys, "check", path)
     assert exit_code == 1, out + err
     first = out.splitlines()[0]
-    # code cells: 1 = setup, 2 = the clear (line 3, column 1), 3 = the batch loop
-    assert first.startswith(f"{path}:cell 2:3:1: GL101 "), out
-    assert f"    {path}:cell 3:4:5: note: " in out  # the step it starves, in the next code cell
+    # Cells count markdown ones too: 2 = setup, 4 = the clear (line 3, column 1), 6 = the batch loop
+    assert first.startswith(f"{path}:cell 4:3:1: GL101 "), out
+    assert f"    {path}:cell 6:4:5: note: " in out  # the step it starves, in the next code cell
     # Lines named in the message are lines of cells too, not of the cells joined together.
-    assert "`optimizer.step()` at line 4 of cell 3 " in first
-    assert "`for x, y in loader` (line 1 of cell 3)" in first
+    assert "`optimizer.step()` at line 4 of cell 6 " in first
+    assert "`for x, y in loader` (line 1 of cell 6)" in first
 
 
 def test_myth_notebook_json_names_the_cell_and_keeps_line_in_cell(tmp_path, capsys):
@@ -106,10 +106,11 @@ def test_myth_notebook_json_names_the_cell_and_keeps_line_in_cell(tmp_path, caps
     exit_code, out, _ = gradlint(capsys, "check", "--format", "json", path)
     assert exit_code == 1
     (finding,) = json.loads(out)["findings"]
-    assert (finding["code"], finding["cell"], finding["line"], finding["col"]) == ("GL101", 2, 3, 5)
+    # the fourth cell: two markdown cells and the setup come before it
+    assert (finding["code"], finding["cell"], finding["line"], finding["col"]) == ("GL101", 4, 3, 5)
     assert (finding["end_line"], finding["end_col"]) == (3, 26)
     assert finding["related"] == [
-        {"path": path, "line": 7, "col": 9, "message": finding["related"][0]["message"], "cell": 2}
+        {"path": path, "line": 7, "col": 9, "message": finding["related"][0]["message"], "cell": 4}
     ]
 
 
@@ -147,7 +148,7 @@ def test_noqa_works_in_a_cell(tmp_path, capsys):
     assert gradlint(capsys, "check", write(tmp_path, "quiet.ipynb", silenced)) == (0, "", "")
 
 
-def test_markdown_and_raw_cells_do_not_count(tmp_path):
+def test_markdown_and_raw_cells_are_not_read_but_count_in_the_numbering(tmp_path):
     text = notebook(
         markdown("optimizer.zero_grad()"),
         ("raw", "nothing"),
@@ -158,8 +159,8 @@ def test_markdown_and_raw_cells_do_not_count(tmp_path):
             "    optimizer.step()\n"
         ),
     )
-    (finding,) = check_notebook(text)
-    assert (finding.location.cell, finding.location.line) == (2, 1)
+    (finding,) = check_notebook(text)  # the markdown `zero_grad()` in cell 1 is prose, not code
+    assert (finding.location.cell, finding.location.line) == (5, 1)
 
 
 # --- IPython syntax keeps line numbers -------------------------------------------------------------

@@ -45,6 +45,7 @@ def new_repo(path: Path, files: dict[str, str]) -> Path:
     path.mkdir()
     git(path, "init", "-q")
     for name, content in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(content)
     if files:
         git(path, "add", *files)
@@ -62,6 +63,17 @@ def test_hook_fails_on_the_bug_and_passes_once_it_is_fixed(tmp_path, pre_commit_
     passed = try_repo(repo, pre_commit_home, "gradlint")
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "GL101" not in passed.stdout
+
+
+def test_hook_leaves_alone_what_the_projects_exclude_names(tmp_path, pre_commit_home):
+    files = {
+        "generated/train.py": BUGGY_LOOP,
+        "pyproject.toml": '[tool.gradlint]\nextend-exclude = ["generated"]\n',
+    }
+    repo = new_repo(tmp_path / "excluding", files)
+    process = try_repo(repo, pre_commit_home, "gradlint")
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "GL101" not in process.stdout
 
 
 def test_hook_passes_a_repository_without_python_files(tmp_path, pre_commit_home):

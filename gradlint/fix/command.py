@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from gradlint.checker import FileResult, SourceError, decode_source
-from gradlint.files import STDIN, display_name, read_data
+from gradlint.files import STDIN, STDIN_NAME, display_name, read_data
 from gradlint.fix.engine import FIXERS, Fixed, fix_source
 from gradlint.fix.notebooks import fix_notebook
 from gradlint.notebooks import is_notebook
@@ -46,7 +46,7 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
 
     outcomes = []
     for path, codes in work:
-        outcome = fix_path(path, codes, args.unsafe_fixes)
+        outcome = fix_path(path, codes, args.unsafe_fixes, args.stdin_filename or STDIN_NAME)
         outcomes.append(outcome)
         if args.diff or outcome.fixed is None:
             continue
@@ -66,7 +66,7 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
         print(f"{fixed} fixable {plural(fixed, 'finding')}{hint}", file=sys.stderr)
         if errors:
             return cli.EXIT_ERROR
-        return cli.EXIT_FINDINGS if fixed else cli.EXIT_CLEAN
+        return cli.EXIT_FINDINGS if fixed and not args.exit_zero else cli.EXIT_CLEAN
     if STDIN not in [path for path, _ in work]:
         sources = {
             o.path: o.fixed.text
@@ -77,7 +77,7 @@ def fix_command(args: argparse.Namespace, work: Sequence[tuple[str, frozenset[st
             return cli.EXIT_ERROR
     remaining = sum(len(result.findings) for result in results)
     print(f"fixed {fixed} {plural(fixed, 'finding')}, {remaining} remaining{hint}", file=sys.stderr)
-    return cli.exit_code(results)
+    return cli.exit_code(results, args.exit_zero)
 
 
 def with_project_findings(
@@ -106,12 +106,12 @@ def with_project_findings(
     return updated
 
 
-def fix_path(path: str, codes: frozenset[str], unsafe: bool) -> FileFix:
-    name = display_name(path)
+def fix_path(path: str, codes: frozenset[str], unsafe: bool, stdin_name: str = STDIN_NAME) -> FileFix:
+    name = display_name(path, stdin_name)
     try:
         data = read_data(path)
         text = decode_source(data)
-        if is_notebook(path):
+        if is_notebook(name):
             return FileFix(name, text, fix_notebook(text, name, codes, unsafe))
         return FileFix(name, text, fix_source(text, name, codes, unsafe))
     except SourceError as error:

@@ -65,6 +65,34 @@ def fix_source(
 
 
 @dataclass(frozen=True)
+class FindingFix:
+    """The source with one finding fixed, and whether the fix that did it is safe."""
+
+    text: str
+    safe: bool
+
+
+def fix_finding(
+    text: str, finding: Finding, filename: str = "<unknown>", codes: Iterable[str] | None = None
+) -> FindingFix | None:
+    """`text` with only `finding` fixed (an editor's quick fix), safe or not; None when no fix of it
+    holds up as `fix_source` requires, or `text` no longer has it. Raises SourceError as `fix_source`."""
+    if finding.code not in FIXERS:
+        return None
+    codes = None if codes is None else tuple(codes)
+    findings = check_source(text, filename, codes)
+    wanted = [found for found in findings if (found.code, found.location) == (finding.code, finding.location)]
+    offer = offered_fixes(text, wanted, unsafe=True)
+    if offer is None:
+        return None
+    for fix in offer.fixes:
+        result = attempt(offer.tree, [fix], findings, filename, codes)
+        if result is not None:
+            return FindingFix(result[0], fix.safe)
+    return None
+
+
+@dataclass(frozen=True)
 class Offer:
     tree: Tree
     fixes: list[Fix]

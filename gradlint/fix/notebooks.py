@@ -14,10 +14,12 @@ import difflib
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from gradlint.checker import SourceError, source_lines
-from gradlint.fix.engine import Fixed, fix_source
-from gradlint.notebooks import cell_text, check_notebook, code_cells, notebook_source
+from gradlint.core import Finding
+from gradlint.fix.engine import FindingFix, Fixed, fix_finding, fix_source
+from gradlint.notebooks import CodeCell, cell_text, check_notebook, code_cells, is_code_cell, notebook_source
 
 INDENT = re.compile(r"\n( +)\"")
 
@@ -32,18 +34,40 @@ def fix_notebook(
         fixed = fix_source(source.text, filename, codes, unsafe)
     except SourceError:
         return Fixed(text, 0, tuple(check_notebook(text, filename, codes)))
+    new_text = with_program(text, cells, fixed.text) if fixed.changed else None
+    if new_text is None:
+        return Fixed(text, 0, tuple(check_notebook(text, filename, codes)), fixed.unsafe_left)
+    return Fixed(new_text, fixed.fixed, tuple(check_notebook(new_text, filename, codes)), fixed.unsafe_left)
+
+
+def fix_notebook_finding(
+    text: str, finding: Finding, filename: str = "<notebook>", codes: Iterable[str] | None = None
+) -> FindingFix | None:
+    """The notebook with only `finding` (located in its cell) fixed, as `fix_finding` fixes a source."""
+    cells = code_cells(text)
+    source = notebook_source(cells)
+    location = source.program_location(finding.location)
+    if location is None:
+        return None
+    fixed = fix_finding(source.text, replace(finding, location=location), filename, codes)
+    new_text = with_program(text, cells, fixed.text) if fixed is not None else None
+    return FindingFix(new_text, fixed.safe) if fixed is not None and new_text is not None else None
+
+
+def with_program(text: str, cells: list[CodeCell], program: str) -> str | None:
+    """The notebook `text` with its code cells rewritten to make `program`; None when a change
+    cannot be placed in a cell."""
     document = json.loads(text)
-    raw = [cell for cell in document["cells"] if isinstance(cell, dict) and cell.get("cell_type") == "code"]
+    raw = [cell for cell in document["cells"] if is_code_cell(cell)]
     written = [source_lines(cell_text(cell)) for cell in raw]
     python = [list(cell.lines) for cell in cells]
-    new_cells = split_into_cells(source.text, fixed.text, python, written)
-    if not fixed.changed or new_cells is None:
-        return Fixed(text, 0, tuple(check_notebook(text, filename, codes)), fixed.unsafe_left)
+    new_cells = split_into_cells(notebook_source(cells).text, program, python, written)
+    if new_cells is None:
+        return None
     for cell, old, new in zip(raw, written, new_cells):
         if new != old:
             cell["source"] = cell_source(new, cell.get("source"))
-    new_text = dump_like(document, text)
-    return Fixed(new_text, fixed.fixed, tuple(check_notebook(new_text, filename, codes)), fixed.unsafe_left)
+    return dump_like(document, text)
 
 
 def split_into_cells(

@@ -57,6 +57,7 @@ RULE = Rule(
         "#torch.nn.parallel.DistributedDataParallel.no_sync",
     ),
     fixable=False,
+    severity="warning",  # the same gradients, only slower
     fix=(
         "Not auto-fixable: run the forward and backward of every micro-batch but the last of each window "
         "under `with model.no_sync():`."
