@@ -723,23 +723,38 @@ class RootInterpreter(OrderInterpreter):
         return {k: frozenset(v._replace(fresh=frozenset()) for v in values) for k, values in state.items()}
 
     def unknown(self, event: Event, state: State, frame: Frame, every: bool = False) -> State:
-        """Code we cannot see receives an optimizer or a model: assume it does the right thing."""
-        keys: set[str] = set(state) if every else set()
+        """Code we cannot see receives an optimizer or a model: assume it does the right thing.
+
+        What it can do is scoped by what it is handed and by what exists when it runs: handed an
+        optimizer (or an object holding one), it may step or clear it at any time; handed only the
+        model, it cannot step an optimizer, and it can only clear or use gradients that are there.
+        Where no backward has put any in `.grad` since the last clear (before training, before the
+        optimizer is even built: `model = wrap(model)`), there is nothing for it to have done."""
+        handed: set[str] = set(state) if every else set()
+        through_model: set[str] = set()
         for argument in event.arguments:
             key = self.resolve(argument, frame)
             if key is None:
                 continue
             state = self.forget_scaler_steps(state, key)  # it may call the scaler's update()
             if key in state:
-                keys.add(key)
-            keys |= {k for k in state if k.startswith(key + ".") or k.startswith(key + "[")}
+                handed.add(key)
+            handed |= {k for k in state if k.startswith(key + ".") or k.startswith(key + "[")}
             # the model itself, or an object holding it (`self`), not one of its attributes
             if any(s == key or s.startswith(key + ".") for sources in self.sources.values() for s in sources):
-                keys |= self.fed_by(key, state)
-        for key in keys:
+                through_model |= self.fed_by(key, state)
+
+        def forgotten(key: str, value: Grad) -> bool:
+            return key in handed or value.pending > 0
+
+        for key in handed | through_model:
             for value in state[key]:
-                self.consumed |= value.backwards
-        return self.update(state, keys, lambda v: UNKNOWN)
+                if forgotten(key, value):
+                    self.consumed |= value.backwards
+        result = dict(state)
+        for key in (handed | through_model) & set(state):
+            result[key] = normalize(frozenset(UNKNOWN if forgotten(key, v) else v for v in state[key]))
+        return result
 
     # --- after the root has run -------------------------------------------------------------
     def report_unapplied(self) -> None:
