@@ -286,12 +286,15 @@ class RootInterpreter(OrderInterpreter):
         if isinstance(flow, Branch):
             if not flow.assumes:
                 return merge([self.interpret(arm, state, frame) for arm in flow.arms])
-            return merge(
-                [
-                    self.interpret(arm, self.assume_all(state, facts, frame), frame)
-                    for arm, facts in zip(flow.arms, flow.assumes)
-                ]
-            )
+            entries = [self.assume_all(state, facts, frame) for facts in flow.assumes]
+            outcomes = [self.interpret(arm, entry, frame) for arm, entry in zip(flow.arms, entries)]
+            if all(outcome == Outcome(normal=entry) for outcome, entry in zip(outcomes, entries)):
+                # No arm changed a gradient (`if args.hflip: x = flip(x)`): remembering which arm ran
+                # would only fork the state, and a script's dozens of flags would multiply the paths
+                # past what normalize() keeps apart. A later `if` on the same test that does hold an
+                # event keys the paths then, with the same result.
+                return Outcome(normal=state)
+            return merge(outcomes)
         if isinstance(flow, Forget):
             keys = {self.resolve(path, frame) for path in flow.paths}
             return Outcome(
