@@ -215,7 +215,8 @@ class RootInterpreter(OrderInterpreter):
         self.lbfgs: set[str] = set()
         self.engines: set[str] = set()
         self.sources: dict[str, set[str]] = {}
-        self.clears: dict[str, Event] = {}
+        # every clear of each optimizer, first one first, with the `if` outcomes of the paths it ran on
+        self.clears: dict[str, dict[Event, set[frozenset[tuple[str, bool]]]]] = {}
         self.closure_steps: dict[Event, Loop] = {}
         self.schedules: dict[str, str | None] = {}
         self.record = False
@@ -627,8 +628,8 @@ class RootInterpreter(OrderInterpreter):
         clear, clear_loops, on_path = None, (), True
         if value.clear is not None:
             clear, clear_loops = value.clear
-        elif key in self.clears:
-            clear, on_path = self.clears[key], False
+        else:
+            clear, on_path = self.clear_elsewhere(key, value), False
         self.facts.stale_steps.add(
             StaleStep(
                 display,
@@ -642,6 +643,14 @@ class RootInterpreter(OrderInterpreter):
                 self.loop_clears(frame.loops[-1], key, frame) if frame.loops[-1:] else False,
             )
         )
+
+    def clear_elsewhere(self, key: str, value: Grad) -> Event | None:
+        """A clear of `key` that ran on a path this one could have been: not one only an arm this
+        path did not choose runs (`if args.amp:` clears, the plain arm never does)."""
+        for clear, paths in self.clears.get(key, {}).items():
+            if any(not any((k, not truth) in value.assumed for k, truth in path) for path in paths):
+                return clear
+        return None
 
     def loop_clears(self, loop: Loop, key: str, frame: Frame) -> bool:
         """Whether `loop`'s own body (not a helper it calls) clears the optimizer `key`."""
@@ -686,8 +695,9 @@ class RootInterpreter(OrderInterpreter):
                 keys = {owner}  # a parameter named `model` that holds an optimizer
         if MANUAL in state:
             keys.add(MANUAL)  # hand-written updates use the same parameters any clear zeroes
-        for key in keys:
-            self.clears.setdefault(key, event)
+        for key in keys & set(state):
+            paths = self.clears.setdefault(key, {}).setdefault(event, set())
+            paths |= {v.assumed for v in state[key]}
         return self.update(state, keys, lambda v: self.cleared(v, event, frame))
 
     def cleared(self, value: Grad, event: Event, frame: Frame) -> Grad:
