@@ -145,6 +145,22 @@ for x, y in loader:
     loss_fn(model(x_adv.detach()), y).backward()
     optimizer.step()
 """,
+    "a saliency map reads the input's gradient: that is what the backward was for": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    x.requires_grad_(True)
+    loss_fn(model(x), y).backward()
+    saliency.append(x.grad.abs())
+    model.zero_grad()
+""",
+    "logging a parameter's gradient uses nothing: the step is still missing": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()  # GL201
+    writer.add_histogram("fc", model.fc.weight.grad)
+    norms.append([p.grad.norm() for p in model.parameters()])
+""",
     "LBFGS evaluates its closure repeatedly: the closure must clear": """
 optimizer = torch.optim.LBFGS(model.parameters())
 for epoch in range(5):

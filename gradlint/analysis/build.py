@@ -389,11 +389,7 @@ class FunctionBuilder:
             flows = [flow for child in call_children(node) for flow in self.expression(child, context)]
             return flows + self.call(node, context)
         if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Load):
-            path, target = self.grad_owner(node, context)
-            return [
-                *self.expression(node.value, context),
-                Event(EventKind.GRAD_READ, self.site(node), path, target),
-            ]
+            return [*self.expression(node.value, context), self.grad_read(node, context)]
         if isinstance(node, ast.Compare) and is_none_check(node):
             return []
         return [
@@ -576,7 +572,17 @@ class FunctionBuilder:
             return [Event(EventKind.CLEAR, site, path, target)]
         if callee in names.GRAD_SCALINGS:
             return [Event(EventKind.SCALE, site, path, target)]
-        return [Event(EventKind.GRAD_READ, site, path, target)]
+        return [self.grad_read(receiver, context, node)]
+
+    def grad_read(self, access: ast.expr, context: Context, node: ast.expr | None = None) -> Event:
+        """A read of `x.grad`; `arguments` names the tensor read, so the interpreter can tell a
+        parameter's gradient (`model.fc.weight.grad`, logged) from an input's (FGSM's `x.grad`)."""
+        path, target = self.grad_owner(access, context)
+        event = Event(EventKind.GRAD_READ, self.site(node if node is not None else access), path, target)
+        tensor = root_path(access)
+        if tensor is not None:
+            event.arguments = (tensor,)
+        return event
 
     def grad_owner(self, access: ast.expr, context: Context) -> tuple[str | None, str]:
         """`p.grad` inside `for p in model.parameters()` belongs to `model`; otherwise to everything."""

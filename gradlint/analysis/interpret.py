@@ -484,7 +484,7 @@ class RootInterpreter(OrderInterpreter):
         if kind is EventKind.CLEAR:
             return self.clear(event, state, frame)
         if kind is EventKind.GRAD_READ:
-            return self.read_gradients(event, state)
+            return self.read_gradients(event, state, frame)
         if kind is EventKind.SCALE:
             return self.update(
                 state,
@@ -493,6 +493,9 @@ class RootInterpreter(OrderInterpreter):
             )
         if kind is EventKind.GRAD_WRITE:
             keys = self.grad_keys(event, state, frame)
+            for key in keys & set(state):
+                for value in state[key]:
+                    self.consumed |= value.backwards  # replaced on purpose (`p.grad = g`), not forgotten
             return self.update(state, keys, lambda v: Grad(pending=1, assumed=v.assumed))
         if kind is EventKind.UNKNOWN:
             return self.unknown(event, state, frame)
@@ -725,15 +728,29 @@ class RootInterpreter(OrderInterpreter):
             order=value.order.cleared(),
         )
 
-    def read_gradients(self, event: Event, state: State) -> State:
-        """Reading an input's `.grad` (FGSM, saliency) is what that backward was for; reading the
-        parameters' gradients (logging a norm) is not a reason to throw them away before the step."""
+    def read_gradients(self, event: Event, state: State, frame: Frame) -> State:
+        """Reading an input's `.grad` (FGSM, saliency) is what that backward was for. Reading the
+        parameters' gradients (logging a norm or a histogram) uses nothing: it neither applies them
+        (a backward no step follows is still GL201) nor is a reason to throw them away before the step."""
+        if self.reads_parameters(event, frame):
+            return state
         for values in state.values():
             for value in values:
                 self.consumed |= value.backwards
-        if event.target == "module":
-            return state
         return {k: frozenset(v._replace(fresh=frozenset()) for v in values) for k, values in state.items()}
+
+    def reads_parameters(self, event: Event, frame: Frame) -> bool:
+        """`p.grad` over `model.parameters()`, or `.grad` of a tensor inside a model some optimizer holds."""
+        if event.target == "module":
+            return True
+        tensor = self.resolve(event.arguments[0], frame) if event.arguments else None
+        if tensor is None:
+            return False
+        return any(
+            tensor.startswith(source + ".") or tensor.startswith(source + "[")
+            for sources in self.sources.values()
+            for source in sources
+        )
 
     def unknown(self, event: Event, state: State, frame: Frame, every: bool = False) -> State:
         """Code we cannot see receives an optimizer or a model: assume it does the right thing.
