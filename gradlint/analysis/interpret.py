@@ -43,7 +43,7 @@ from gradlint.analysis.flow import (
 from gradlint.analysis.nodes import walk
 from gradlint.analysis.order import EMPTY, ORDER_KINDS, Order, OrderInterpreter, end_iteration
 from gradlint.analysis.scope import MANUAL, ModuleIndex
-from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, parameters
+from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, own_nodes, parameters
 from gradlint.core import EventKind
 
 MANY = 2
@@ -219,6 +219,7 @@ class RootInterpreter(OrderInterpreter):
         self.clears: dict[str, dict[Event, set[frozenset[tuple[str, bool]]]]] = {}
         self.closure_steps: dict[Event, Loop] = {}
         self.schedules: dict[str, str | None] = {}
+        self.generators: dict[ast.AST, bool] = {}
         self.record = False
         self.reset()
 
@@ -454,7 +455,20 @@ class RootInterpreter(OrderInterpreter):
             if key.startswith(callee.prefix) and split_root(key[len(callee.prefix) :])[0] not in fetched
         }
         outcome = self.interpret(flow, {**state, **fresh} if fresh else state, callee)
-        return Outcome(normal=join(outcome.normal, outcome.returns), raises=outcome.raises)
+        after = join(outcome.normal, outcome.returns)
+        if self.is_generator(function):
+            # Calling a generator function runs none of its body: the body runs as the caller draws
+            # from it, and may stop at any `yield`, so the caller goes on whether or not it ran (a
+            # `while True:` of batches never ends, and the training loop after the call still runs).
+            after = join(state, after)
+        return Outcome(normal=after, raises=outcome.raises)
+
+    def is_generator(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        if function not in self.generators:
+            self.generators[function] = any(
+                isinstance(node, (ast.Yield, ast.YieldFrom)) for node in own_nodes(function.body)
+            )
+        return self.generators[function]
 
     def register(self, register: Register, state: State, frame: Frame) -> State:
         key = self.resolve(register.path, frame)
