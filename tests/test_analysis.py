@@ -161,6 +161,21 @@ for x, y in loader:
     writer.add_histogram("fc", model.fc.weight.grad)
     norms.append([p.grad.norm() for p in model.parameters()])
 """,
+    "clearing one of an optimizer's two models between backward and step discards its gradients": """
+optimizer = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.1)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(head(encoder(x)), y).backward()
+    encoder.zero_grad()  # GL103
+    optimizer.step()
+""",
+    "the clear of a model's wrapped module clears the optimizer built over the model": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    model.module.zero_grad()
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+""",
     "LBFGS evaluates its closure repeatedly: the closure must clear": """
 optimizer = torch.optim.LBFGS(model.parameters())
 for epoch in range(5):

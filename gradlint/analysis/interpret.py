@@ -68,6 +68,8 @@ class Grad(NamedTuple):
     # `loop` is the loop that went round between the two (None: in the same iteration)
     discarded: frozenset[tuple[Event, Event, Loop | None]] = frozenset()
     grads_scaled: bool = False
+    # models of an optimizer built over several whose `.zero_grad()` ran since the last backward
+    cleared_parts: frozenset[str] = frozenset()
     assumed: frozenset[tuple[str, bool]] = frozenset()  # (object, truth) that `if` tests chose on this path
     order: Order = EMPTY  # what came before what in the iteration (order.py)
 
@@ -127,6 +129,7 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
             value.grads_scaled,
             value.clear,
             value.assumed,
+            value.cleared_parts,
         )
         other = merged.get(key)
         merged[key] = (
@@ -571,6 +574,7 @@ class RootInterpreter(OrderInterpreter):
             fresh=value.fresh | {event},
             repeat_loop=repeat_loop,
             crossed=frozenset(),
+            cleared_parts=frozenset(),  # the backward filled the cleared models' gradients again
             # a different backward after the clear: the first one was for its side effects (input
             # gradients for FGSM, K-FAC statistics), and the clear made room for the real one
             discarded=frozenset(d for d in value.discarded if d[1].site == event.site),
@@ -710,12 +714,37 @@ class RootInterpreter(OrderInterpreter):
             owner = self.resolve(event.path, frame)
             if owner in self.optimizers:
                 keys = {owner}  # a parameter named `model` that holds an optimizer
+        else:
+            owner = None
         if MANUAL in state:
             keys.add(MANUAL)  # hand-written updates use the same parameters any clear zeroes
+        result = dict(state)
         for key in keys & set(state):
-            paths = self.clears.setdefault(key, {}).setdefault(event, set())
-            paths |= {v.assumed for v in state[key]}
-        return self.update(state, keys, lambda v: self.cleared(v, event, frame))
+            values = set()
+            for value in state[key]:
+                parts = value.cleared_parts | {owner} if self.holds_more_than(key, owner) else frozenset()
+                if value.unknown or not parts or self.covers(key, parts):
+                    values.add(self.cleared(value, event, frame))
+                    self.clears.setdefault(key, {}).setdefault(event, set()).add(value.assumed)
+                else:
+                    values.add(self.partly_cleared(value, parts, event, frame))
+            result[key] = normalize(frozenset(values))
+        return result
+
+    def holds_more_than(self, key: str, model: str | None) -> bool:
+        """Whether optimizer `key` was built over `model` and other models too (`encoder` and `head`):
+        then `model.zero_grad()` clears only part of what it steps."""
+        sources = self.sources.get(key, ())
+        return model is not None and any(related(model, s) for s in sources) and not self.covers(key, {model})
+
+    def covers(self, key: str, models: frozenset[str] | set[str]) -> bool:
+        return all(any(related(model, s) for model in models) for s in self.sources.get(key, ()))
+
+    def partly_cleared(self, value: Grad, parts: frozenset[str], event: Event, frame: Frame) -> Grad:
+        """Some of the optimizer's models cleared: the others' gradients stay, stale or not."""
+        if event.on_purpose or frame.function in self.analysis.closures:
+            return value._replace(cleared_parts=parts)
+        return value._replace(cleared_parts=parts, discarded=self.discards(value, event, frame))
 
     def cleared(self, value: Grad, event: Event, frame: Frame) -> Grad:
         # A step's closure clears, then computes the gradients that step applies, whoever calls it
@@ -728,19 +757,22 @@ class RootInterpreter(OrderInterpreter):
                 assumed=value.assumed,
                 order=value.order.cleared(),
             )
+        return Grad(
+            clear=(event, frame.loops),
+            discarded=self.discards(value, event, frame),
+            assumed=value.assumed,
+            order=value.order.cleared(),
+        )
+
+    def discards(self, value: Grad, event: Event, frame: Frame) -> frozenset[tuple[Event, Event, Loop | None]]:
+        """What the clear `event` throws away that no step has used, added to what was thrown before."""
         # Gradients left over by a loop that has finished (a partial accumulation window at the end of
         # an epoch) are GL302's business, not a clear in the wrong place.
         lost = {b for b in value.fresh if not self.seen.get(b) or self.seen[b][-1] in frame.loops}
         went_round = next((loop for loop in reversed(frame.loops) if loop in value.crossed), None)
-        discarded = value.discarded | {(event, backward, went_round) for backward in lost}
         for backward in lost:
             self.discarded_by.setdefault(backward, event)
-        return Grad(
-            clear=(event, frame.loops),
-            discarded=discarded,
-            assumed=value.assumed,
-            order=value.order.cleared(),
-        )
+        return value.discarded | {(event, backward, went_round) for backward in lost}
 
     def read_gradients(self, event: Event, state: State, frame: Frame) -> State:
         """Reading an input's `.grad` (FGSM, saliency) is what that backward was for. Reading the
