@@ -176,6 +176,28 @@ for x, y in loader:
     loss_fn(model(x), y).backward()
     optimizer.step()
 """,
+    "a helper handed the loss may divide it itself": """
+def backward_step(loss):
+    loss = loss / accum_steps
+    loss.backward()
+for i, (x, y) in enumerate(loader):
+    backward_step(loss_fn(model(x), y))
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a loss handed through two helpers is scaled, or not, where the loop computes it": """
+def backward_step(loss):
+    loss.backward()  # GL301
+def train_step(loss, model):
+    backward_step(loss)
+for i, (x, y) in enumerate(loader):
+    loss = loss_fn(model(x), y)
+    train_step(loss, model)
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
     "LBFGS evaluates its closure repeatedly: the closure must clear": """
 optimizer = torch.optim.LBFGS(model.parameters())
 for epoch in range(5):

@@ -438,6 +438,9 @@ class FunctionBuilder:
         scaler_api = callee in names.SCALER_METHODS and self.kind(receiver_path) == "scaler"
         followed = None if scaler_api else self.follow(node, context)
         if followed is not None:
+            for flow in followed:
+                if isinstance(flow, Call):
+                    flow.arguments = self.arguments_of(node, flow.function)
             return followed
         if callee == "step" and receiver is not None:
             return self.step(node, receiver_path, context)
@@ -536,9 +539,6 @@ class FunctionBuilder:
         name = event.loss_name
         if name is None:
             return
-        if name in self.params:
-            event.loss_is_param = True
-            event.scaled = True  # computed by a caller we do not follow here: say nothing
         assignments = self.assignments.get(name, [])
         event.loss_assigned = bool(assignments)
         event.loss_loops = frozenset(loop for _, loops in assignments for loop in loops)
@@ -549,6 +549,43 @@ class FunctionBuilder:
             if isinstance(node, (ast.Assign, ast.AnnAssign)) and value is not None:
                 if is_scaled(value) or self.returns_scaled(value):
                     event.scaled = True
+        if name in self.params:
+            event.loss_is_param = True
+            event.scaled_here = event.scaled
+            # computed by a caller: the interpreter asks the caller (handed_loss); with none, say nothing
+            event.scaled = True
+
+    def handed_loss(self, backward: Event, argument: ast.expr) -> Event:
+        """`backward` of a loss its function was handed, as this function (the caller) wrote the
+        argument: scaled here or in the helper, computed in this function's loops."""
+        event = replace(
+            backward,
+            scaled=backward.scaled_here or is_scaled(argument),
+            forward_inline=backward.forward_inline or any(isinstance(n, ast.Call) for n in walk(argument)),
+            loss_name=root_name(argument),
+            loss_is_param=False,
+            loss_assigned=False,
+            loss_loops=frozenset(),
+            scaled_here=False,
+        )
+        self.finish_backward(event)
+        return event
+
+    def arguments_of(
+        self, node: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDef
+    ) -> dict[str, ast.expr]:
+        """Which of the callee's parameters each argument of the call is for."""
+        params = parameters(function)
+        if isinstance(node.func, ast.Attribute) and self.index.class_of(function) is not None:
+            params = params[1:]  # a method: the receiver is `self`
+        given = {k.arg for k in node.keywords}
+        arguments: dict[str, ast.expr] = {}
+        for param, argument in zip([p for p in params if p not in given], node.args):
+            if isinstance(argument, ast.Starred):
+                break
+            arguments[param] = argument
+        arguments.update({k.arg: k.value for k in node.keywords if k.arg in params})
+        return arguments
 
     def returns_scaled(self, value: ast.expr) -> bool:
         """`loss = compute_loss(...)` where compute_loss (same module) returns `loss / n`."""

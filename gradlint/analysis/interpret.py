@@ -99,6 +99,7 @@ class Frame:
     parent: Frame | None = None
     gated: bool = False
     guarded_in: Loop | None = None  # the loop in which a call on the stack sits under an `if`
+    call: Call | None = None  # the call that made this activation (None: a root)
 
 
 def join(a: State | None, b: State | None) -> State | None:
@@ -223,6 +224,7 @@ class RootInterpreter(OrderInterpreter):
         self.closure_steps: dict[Event, Loop] = {}
         self.schedules: dict[str, str | None] = {}
         self.generators: dict[ast.AST, bool] = {}
+        self.handed: dict[tuple[Event, Call], Event] = {}
         self.record = False
         self.reset()
 
@@ -447,6 +449,7 @@ class RootInterpreter(OrderInterpreter):
             frame,
             frame.gated,
             frame.loops[-1] if call.guarded and frame.loops else frame.guarded_in,
+            call,
         )
         # Each call makes its locals anew: the optimizer an earlier call built (or a sibling's, of
         # the same name) holds none of the gradients this call's optimizer will step. A local the
@@ -549,7 +552,23 @@ class RootInterpreter(OrderInterpreter):
             result[key] = normalize(frozenset(change(v) for v in state[key]))
         return result
 
+    def handed_backward(self, event: Event, frame: Frame) -> Event:
+        """A backward of a loss the function was handed (`def backward_step(loss): loss.backward()`):
+        whether it was scaled, and where it was computed, is the caller's argument's business. One
+        event per call site, so that the same call reached again is the same backward."""
+        while event.loss_is_param and frame.call is not None and frame.parent is not None:
+            argument = frame.call.arguments.get(event.loss_name or "")
+            caller = self.analysis.builders.get(frame.parent.function)
+            if argument is None or caller is None:
+                break
+            memo_key = (event, frame.call)
+            if memo_key not in self.handed:
+                self.handed[memo_key] = caller.handed_loss(event, argument)
+            event, frame = self.handed[memo_key], frame.parent
+        return event
+
     def backward(self, event: Event, state: State, frame: Frame) -> State:
+        event = self.handed_backward(event, frame)
         if event.target == "engine":
             key = self.resolve(event.path, frame)
             if key is not None:
