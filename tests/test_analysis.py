@@ -198,6 +198,20 @@ for i, (x, y) in enumerate(loader):
         optimizer.step()
         optimizer.zero_grad()
 """,
+    "a closure's accelerator is the enclosing function's, though the closure sets its attributes": """
+def main():
+    accelerator = Accelerator()
+    def inner_training_loop(batch_size):
+        nonlocal accelerator
+        accelerator.gradient_accumulation_steps = 2
+        optimizer = torch.optim.AdamW(model.parameters())
+        for batch in loader:
+            with accelerator.accumulate(model):
+                accelerator.backward(model(batch).loss)  # GL102
+                optimizer.step()  # GL102
+    inner_training_loop(16)
+main()
+""",
     "LBFGS evaluates its closure repeatedly: the closure must clear": """
 optimizer = torch.optim.LBFGS(model.parameters())
 for epoch in range(5):

@@ -44,6 +44,7 @@ from gradlint.analysis.shapes import (
     is_none_check,
     is_scaled,
     keyword,
+    local_names,
     module_statements,
     own_statements,
     parameters,
@@ -92,6 +93,7 @@ class FunctionBuilder:
         self.steps_inside: dict[Flow, bool] = {}
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
         self.fresh_registers: dict[Loop, list[Register]] = {}  # replayed at the top of each iteration
+        self.outer_kinds: dict[ast.AST, dict[str, str]] = {}  # enclosing function -> its kinds
         body = self.body()
         # defs anywhere in this body, `def closure():` inside the training loop included
         self.nested = {s.name: s for s in own_statements(body) if isinstance(s, FunctionNode)}
@@ -105,7 +107,7 @@ class FunctionBuilder:
                 self.kinds.setdefault(param, "scaler")
             elif names.is_accelerator_name(param):
                 self.kinds.setdefault(param, "accelerator")
-        self.locals = set(self.params) | assigned_names(body)
+        self.locals = local_names(function) if function is not None else assigned_names(body)
 
     def body(self) -> list[ast.stmt]:
         if self.function is None:
@@ -129,8 +131,24 @@ class FunctionBuilder:
             if found:
                 return found
         root = path.split(".", 1)[0].split("[", 1)[0]
-        if root not in self.locals or self.function is None:  # the module's own names are the index's
-            return self.index.kinds.get(path)
+        if root in self.locals and self.function is not None:
+            return None
+        enclosing = self.enclosing_kinds(root)
+        if enclosing is not None:  # a closure's variable: `accelerator` of the function around it
+            return enclosing.get(path)
+        return self.index.kinds.get(path)  # the module's own names are the index's
+
+    def enclosing_kinds(self, root: str) -> dict[str, str] | None:
+        """The kinds of the innermost enclosing function that binds `root` (None: no function does)."""
+        owner = self.index.owner.get(self.function) if self.function is not None else None
+        while isinstance(owner, FunctionNode):
+            if root in local_names(owner):
+                if owner not in self.outer_kinds:
+                    kinds: dict[str, str] = {}
+                    scan_kinds(owner.body, kinds)
+                    self.outer_kinds[owner] = kinds
+                return self.outer_kinds[owner]
+            owner = self.index.owner.get(owner)
         return None
 
     def is_optimizer(self, path: str | None) -> bool:
