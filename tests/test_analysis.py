@@ -212,6 +212,25 @@ def main():
     inner_training_loop(16)
 main()
 """,
+    "a model wrapped by code we cannot see before the optimizer exists keeps its findings": """
+model = get_peft_model(model, lora_config)
+mark_only_lora_as_trainable(model)
+optimizer = torch.optim.AdamW(model.parameters())
+for batch in loader:
+    model(batch).loss.backward()  # GL102
+    optimizer.step()
+""",
+    "code we cannot see handed the model while gradients are in .grad may use them": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+    average_gradients(model)
+    optimizer.step()
+""",
+    "thirty flags that only transform the batch do not hide the stale step": "optimizer = SGD(model.parameters())\n"
+    + "optimizer.zero_grad()  # GL101\nfor x, y in loader:\n"
+    + "".join(f"    if args.flag{i}:\n        x = augment{i}(x)\n" for i in range(30))
+    + "    loss_fn(model(x), y).backward()\n    optimizer.step()\n",
     "LBFGS evaluates its closure repeatedly: the closure must clear": """
 optimizer = torch.optim.LBFGS(model.parameters())
 for epoch in range(5):
