@@ -111,15 +111,26 @@ def join(a: State | None, b: State | None) -> State | None:
 
 
 def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
-    """Merge values that agree on everything a rule decides on, uniting the sets they carry.
+    """Merge values that agree on everything a rule decides on, uniting the sets they carry, and
+    forget the outcome of a test the paths went both ways on.
 
     Each merged fact (this clear discarded that backward, these backwards were summed) still comes
     from one real path to this point, and the paths continue alike from here; without the merge,
     every combination of history would be a value of its own and long scripts would not finish."""
     if len(values) < 2:
         return values
-    if len(values) > MAX_VALUES:  # too many paths to tell apart: say nothing about them
+    merged = merge_alike(values)
+    while True:
+        settled = settle_tests(merged)
+        if settled is merged:
+            break
+        merged = merge_alike(settled)
+    if len(merged) > MAX_VALUES:  # too many paths to tell apart: say nothing about them
         return frozenset({UNKNOWN})
+    return merged
+
+
+def merge_alike(values: frozenset[Grad]) -> frozenset[Grad]:
     merged: dict[tuple, Grad] = {}
     for value in values:
         key = (
@@ -145,6 +156,28 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
             )
         )
     return frozenset(merged.values())
+
+
+def settle_tests(values: frozenset[Grad]) -> frozenset[Grad]:
+    """Two values equal but for the outcome of one test are one path that went both ways on it:
+    one value that does not know the outcome goes on exactly as the two would (a later `if` on the
+    test splits it again), so the state is keyed only by the tests whose outcome made a difference.
+    Likewise a value that knows an outcome adds nothing to an equal one that does not (the test's
+    name was assigned again on the other path). The same `values` when there is nothing to settle."""
+    current = set(values)
+    changed = False
+    for value in values:
+        if value not in current:
+            continue
+        for key, truth in value.assumed:
+            unknowing = value._replace(assumed=value.assumed - {(key, truth)})
+            partner = unknowing._replace(assumed=unknowing.assumed | {(key, not truth)})
+            if partner in current or unknowing in current:
+                current -= {value, partner}
+                current.add(unknowing)
+                changed = True
+                break
+    return frozenset(current) if changed else values
 
 
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
@@ -295,12 +328,23 @@ class RootInterpreter(OrderInterpreter):
                 return merge([self.interpret(arm, state, frame) for arm in flow.arms])
             entries = [self.assume_all(state, facts, frame) for facts in flow.assumes]
             outcomes = [self.interpret(arm, entry, frame) for arm, entry in zip(flow.arms, entries)]
-            if all(outcome == Outcome(normal=entry) for outcome, entry in zip(outcomes, entries)):
-                # No arm changed a gradient (`if args.hflip: x = flip(x)`): remembering which arm ran
-                # would only fork the state, and a script's dozens of flags would multiply the paths
-                # past what normalize() keeps apart. A later `if` on the same test that does hold an
-                # event keys the paths then, with the same result.
-                return Outcome(normal=state)
+            if all(
+                outcome._replace(raises=None) in (Outcome(), Outcome(normal=entry))
+                for outcome, entry in zip(outcomes, entries)
+            ):
+                # No arm changed a gradient (`if args.hflip: x = flip(x)`, `if name not in columns:
+                # raise ValueError(...)`): remembering which arm ran would only fork the state, and a
+                # script's dozens of flags would multiply the paths past what normalize() keeps apart.
+                # The paths go on as they came, less those no arm lets through; a later `if` on the
+                # same test that does hold an event keys them then, with the same result.
+                through = [
+                    self.assume_all(state, facts, frame, remember=False)
+                    for facts, outcome in zip(flow.assumes, outcomes)
+                    if outcome.normal is not None
+                ]
+                return merge([Outcome(normal=entry) for entry in through])._replace(
+                    raises=merge(outcomes).raises
+                )
             return merge(outcomes)
         if isinstance(flow, Forget):
             keys = {self.resolve(path, frame) for path in flow.paths}
@@ -330,31 +374,33 @@ class RootInterpreter(OrderInterpreter):
         raise TypeError(f"unknown flow node {flow!r}")
 
     def assume_all(
-        self, state: State | None, facts: tuple[tuple[str, bool], ...], frame: Frame
+        self, state: State | None, facts: tuple[tuple[str, bool], ...], frame: Frame, remember: bool = True
     ) -> State | None:
         for fact in facts:
             if state is None:
                 break
-            state = self.assume(state, fact, frame)
+            state = self.assume(state, fact, frame, remember)
         return state
 
-    def assume(self, state: State, assumption: tuple[str, bool], frame: Frame) -> State | None:
-        """Keep the paths that agree with this arm's test, and let them remember it."""
+    def assume(
+        self, state: State, assumption: tuple[str, bool], frame: Frame, remember: bool = True
+    ) -> State | None:
+        """Keep the paths that agree with this arm's test, and (unless told not to) let them remember it."""
         path, truth = assumption
         key = frame.prefix + path if path.startswith(TEST_KEY) else self.resolve(path, frame)
         if key is None:
             return state
         fact, contrary = (key, truth), (key, not truth)
 
-        def remember(value: Grad) -> Grad:
-            if value.unknown:
+        def remembered(value: Grad) -> Grad:
+            if value.unknown or not remember:
                 return value
             if len(value.assumed) >= MAX_ASSUMED:
                 return UNKNOWN  # forgetting what the path chose would bring back paths that cannot run
             return value._replace(assumed=value.assumed | {fact})
 
         narrowed = {
-            k: normalize(frozenset(remember(v) for v in values if contrary not in v.assumed))
+            k: normalize(frozenset(remembered(v) for v in values if contrary not in v.assumed))
             for k, values in state.items()
         }
         if any(values and not narrowed[k] for k, values in state.items()):
