@@ -175,6 +175,10 @@ class FunctionBuilder:
                 isinstance(statement, ast.If)
                 and tests[index] in tests[index + 1 :]
                 and has_correlated_if(body, index)
+                and not self.tracks_both_arms(statement.test)
+                and self.holds_gradient_code(
+                    [s for s, test in zip(body[index:], tests[index:]) if test == tests[index]]
+                )
             ):
                 # `if g_step: opt_g.zero_grad() ... if g_step: opt_g.step()`: both ifs take the same
                 # arm, so split the rest of the block once per arm instead of mixing the arms' paths.
@@ -190,6 +194,25 @@ class FunctionBuilder:
         if not top:  # a function's own last `return` does not skip anything
             mark_skipping_clears(flows)
         return Seq(flows)
+
+    def tracks_both_arms(self, test: ast.expr) -> bool:
+        """Whether each arm of `if test:` remembers its outcome, so a later `if` on the same test
+        takes the same arm without the rest of the block being built once per arm."""
+        known = self.tracked_assumptions(test)
+        return len(known) == 2 and all(known)
+
+    def holds_gradient_code(self, statements: list[ast.stmt]) -> bool:
+        """Whether any of these statements can be a gradient event or call one (`if args.amp:` around
+        a backward): `if args.perturb:` twice around data code is no reason to split the paths."""
+        for statement in statements:
+            for node in walk(statement):
+                if isinstance(node, ast.Attribute) and node.attr in names.GRADIENT_ATTRIBUTES:
+                    return True
+                if names.is_order_call(node):
+                    return True
+                if isinstance(node, ast.Call) and self.resolve_function(node) is not None:
+                    return True
+        return False
 
     def statement(self, node: ast.stmt, context: Context) -> list[Flow]:
         if isinstance(node, (*FunctionNode, ast.ClassDef)):
