@@ -231,6 +231,15 @@ for x, y in loader:
     + "optimizer.zero_grad()  # GL101\nfor x, y in loader:\n"
     + "".join(f"    if args.flag{i}:\n        x = augment{i}(x)\n" for i in range(30))
     + "    loss_fn(model(x), y).backward()\n    optimizer.step()\n",
+    "a dozen argument checks that raise do not pile up into unknown": "def main(args):\n"
+    + "".join(f"    if args.option{i} is None:\n        raise ValueError('option{i}')\n" for i in range(12))
+    + "    optimizer = SGD(model.parameters())\n    for x, y in loader:\n"
+    + "        loss_fn(model(x), y).backward()  # GL102\n        optimizer.step()\n",
+    "flags each tested twice around data code do not split the training step": "def train(args):\n"
+    + "    optimizer = SGD(model.parameters())\n    for x, y in loader:\n"
+    + "".join(f"        if args.flag{i}:\n            x = augment{i}(x)\n" for i in range(6))
+    + "".join(f"        if args.flag{i}:\n            y = relabel{i}(y)\n" for i in range(6))
+    + "        loss_fn(model(x), y).backward()  # GL102\n        optimizer.step()\n",
     "LBFGS evaluates its closure repeatedly: the closure must clear": """
 optimizer = torch.optim.LBFGS(model.parameters())
 for epoch in range(5):
