@@ -145,6 +145,101 @@ for x, y in loader:
     loss_fn(model(x_adv.detach()), y).backward()
     optimizer.step()
 """,
+    "a saliency map reads the input's gradient: that is what the backward was for": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    x.requires_grad_(True)
+    loss_fn(model(x), y).backward()
+    saliency.append(x.grad.abs())
+    model.zero_grad()
+""",
+    "logging a parameter's gradient uses nothing: the step is still missing": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()  # GL201
+    writer.add_histogram("fc", model.fc.weight.grad)
+    norms.append([p.grad.norm() for p in model.parameters()])
+""",
+    "clearing one of an optimizer's two models between backward and step discards its gradients": """
+optimizer = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.1)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(head(encoder(x)), y).backward()
+    encoder.zero_grad()  # GL103
+    optimizer.step()
+""",
+    "the clear of a model's wrapped module clears the optimizer built over the model": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    model.module.zero_grad()
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+""",
+    "a helper handed the loss may divide it itself": """
+def backward_step(loss):
+    loss = loss / accum_steps
+    loss.backward()
+for i, (x, y) in enumerate(loader):
+    backward_step(loss_fn(model(x), y))
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a loss handed through two helpers is scaled, or not, where the loop computes it": """
+def backward_step(loss):
+    loss.backward()  # GL301
+def train_step(loss, model):
+    backward_step(loss)
+for i, (x, y) in enumerate(loader):
+    loss = loss_fn(model(x), y)
+    train_step(loss, model)
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a closure's accelerator is the enclosing function's, though the closure sets its attributes": """
+def main():
+    accelerator = Accelerator()
+    def inner_training_loop(batch_size):
+        nonlocal accelerator
+        accelerator.gradient_accumulation_steps = 2
+        optimizer = torch.optim.AdamW(model.parameters())
+        for batch in loader:
+            with accelerator.accumulate(model):
+                accelerator.backward(model(batch).loss)  # GL102
+                optimizer.step()  # GL102
+    inner_training_loop(16)
+main()
+""",
+    "a model wrapped by code we cannot see before the optimizer exists keeps its findings": """
+model = get_peft_model(model, lora_config)
+mark_only_lora_as_trainable(model)
+optimizer = torch.optim.AdamW(model.parameters())
+for batch in loader:
+    model(batch).loss.backward()  # GL102
+    optimizer.step()
+""",
+    "code we cannot see handed the model while gradients are in .grad may use them": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+    average_gradients(model)
+    optimizer.step()
+""",
+    "thirty flags that only transform the batch do not hide the stale step": "optimizer = SGD(model.parameters())\n"
+    + "optimizer.zero_grad()  # GL101\nfor x, y in loader:\n"
+    + "".join(f"    if args.flag{i}:\n        x = augment{i}(x)\n" for i in range(30))
+    + "    loss_fn(model(x), y).backward()\n    optimizer.step()\n",
+    "a dozen argument checks that raise do not pile up into unknown": "def main(args):\n"
+    + "".join(f"    if args.option{i} is None:\n        raise ValueError('option{i}')\n" for i in range(12))
+    + "    optimizer = SGD(model.parameters())\n    for x, y in loader:\n"
+    + "        loss_fn(model(x), y).backward()  # GL102\n        optimizer.step()\n",
+    "flags each tested twice around data code do not split the training step": "def train(args):\n"
+    + "    optimizer = SGD(model.parameters())\n    for x, y in loader:\n"
+    + "".join(f"        if args.flag{i}:\n            x = augment{i}(x)\n" for i in range(6))
+    + "".join(f"        if args.flag{i}:\n            y = relabel{i}(y)\n" for i in range(6))
+    + "        loss_fn(model(x), y).backward()  # GL102\n        optimizer.step()\n",
     "LBFGS evaluates its closure repeatedly: the closure must clear": """
 optimizer = torch.optim.LBFGS(model.parameters())
 for epoch in range(5):

@@ -50,6 +50,7 @@ from gradlint.analysis.shapes import (
     is_none_check,
     is_scaled,
     keyword,
+    local_names,
     module_statements,
     own_statements,
     parameters,
@@ -103,6 +104,7 @@ class FunctionBuilder:
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
         self.fresh_registers: dict[Loop, list[Register]] = {}  # replayed at the top of each iteration
         self.counters: dict[str, str] = {}  # a loop's counter -> its first-iteration key
+        self.outer_kinds: dict[ast.AST, dict[str, str]] = {}  # enclosing function -> its kinds
         body = self.body()
         # defs anywhere in this body, `def closure():` inside the training loop included
         self.nested = {s.name: s for s in own_statements(body) if isinstance(s, FunctionNode)}
@@ -118,7 +120,7 @@ class FunctionBuilder:
                 self.kinds.setdefault(param, "scaler")
             elif names.is_accelerator_name(param):
                 self.kinds.setdefault(param, "accelerator")
-        self.locals = set(self.params) | assigned_names(body)
+        self.locals = local_names(function) if function is not None else assigned_names(body)
 
     def body(self) -> list[ast.stmt]:
         if self.function is None:
@@ -142,8 +144,24 @@ class FunctionBuilder:
             if found:
                 return found
         root = path.split(".", 1)[0].split("[", 1)[0]
-        if root not in self.locals or self.function is None:  # the module's own names are the index's
-            return self.index.kinds.get(path)
+        if root in self.locals and self.function is not None:
+            return None
+        enclosing = self.enclosing_kinds(root)
+        if enclosing is not None:  # a closure's variable: `accelerator` of the function around it
+            return enclosing.get(path)
+        return self.index.kinds.get(path)  # the module's own names are the index's
+
+    def enclosing_kinds(self, root: str) -> dict[str, str] | None:
+        """The kinds of the innermost enclosing function that binds `root` (None: no function does)."""
+        owner = self.index.owner.get(self.function) if self.function is not None else None
+        while isinstance(owner, FunctionNode):
+            if root in local_names(owner):
+                if owner not in self.outer_kinds:
+                    kinds: dict[str, str] = {}
+                    scan_kinds(owner.body, kinds)
+                    self.outer_kinds[owner] = kinds
+                return self.outer_kinds[owner]
+            owner = self.index.owner.get(owner)
         return None
 
     def is_optimizer(self, path: str | None) -> bool:
@@ -170,6 +188,10 @@ class FunctionBuilder:
                 isinstance(statement, ast.If)
                 and tests[index] in tests[index + 1 :]
                 and has_correlated_if(body, index)
+                and not self.tracks_both_arms(statement.test)
+                and self.holds_gradient_code(
+                    [s for s, test in zip(body[index:], tests[index:]) if test == tests[index]]
+                )
             ):
                 # `if g_step: opt_g.zero_grad() ... if g_step: opt_g.step()`: both ifs take the same
                 # arm, so split the rest of the block once per arm instead of mixing the arms' paths.
@@ -188,6 +210,25 @@ class FunctionBuilder:
         if not top:  # a function's own last `return` does not skip anything
             mark_skipping_clears(flows)
         return Seq(flows)
+
+    def tracks_both_arms(self, test: ast.expr) -> bool:
+        """Whether each arm of `if test:` remembers its outcome, so a later `if` on the same test
+        takes the same arm without the rest of the block being built once per arm."""
+        known = self.tracked_assumptions(test)
+        return len(known) == 2 and all(known)
+
+    def holds_gradient_code(self, statements: list[ast.stmt]) -> bool:
+        """Whether any of these statements can be a gradient event or call one (`if args.amp:` around
+        a backward): `if args.perturb:` twice around data code is no reason to split the paths."""
+        for statement in statements:
+            for node in walk(statement):
+                if isinstance(node, ast.Attribute) and node.attr in names.GRADIENT_ATTRIBUTES:
+                    return True
+                if names.is_order_call(node):
+                    return True
+                if isinstance(node, ast.Call) and self.resolve_function(node) is not None:
+                    return True
+        return False
 
     def statement(self, node: ast.stmt, context: Context) -> list[Flow]:
         if isinstance(node, (*FunctionNode, ast.ClassDef)):
@@ -474,11 +515,7 @@ class FunctionBuilder:
             flows = [flow for child in call_children(node) for flow in self.expression(child, context)]
             return flows + self.call(node, context)
         if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Load):
-            path, target = self.grad_owner(node, context)
-            return [
-                *self.expression(node.value, context),
-                Event(EventKind.GRAD_READ, self.site(node), path, target),
-            ]
+            return [*self.expression(node.value, context), self.grad_read(node, context)]
         if isinstance(node, ast.Compare) and is_none_check(node):
             return []
         return [
@@ -527,6 +564,9 @@ class FunctionBuilder:
         scaler_api = callee in names.SCALER_METHODS and self.kind(receiver_path) == "scaler"
         followed = None if scaler_api else self.follow(node, context)
         if followed is not None:
+            for flow in followed:
+                if isinstance(flow, Call):
+                    flow.arguments = self.arguments_of(node, flow.function)
             return followed
         return self.unfollowed(node, callee, receiver, receiver_path, context)
 
@@ -631,9 +671,6 @@ class FunctionBuilder:
         name = event.loss_name
         if name is None:
             return
-        if name in self.params:
-            event.loss_is_param = True
-            event.scaled = True  # computed by a caller we do not follow here: say nothing
         assignments = self.assignments.get(name, [])
         event.loss_assigned = bool(assignments)
         event.loss_loops = frozenset(loop for _, loops in assignments for loop in loops)
@@ -644,6 +681,43 @@ class FunctionBuilder:
             if isinstance(node, (ast.Assign, ast.AnnAssign)) and value is not None:
                 if is_scaled(value) or self.returns_scaled(value):
                     event.scaled = True
+        if name in self.params:
+            event.loss_is_param = True
+            event.scaled_here = event.scaled
+            # computed by a caller: the interpreter asks the caller (handed_loss); with none, say nothing
+            event.scaled = True
+
+    def handed_loss(self, backward: Event, argument: ast.expr) -> Event:
+        """`backward` of a loss its function was handed, as this function (the caller) wrote the
+        argument: scaled here or in the helper, computed in this function's loops."""
+        event = replace(
+            backward,
+            scaled=backward.scaled_here or is_scaled(argument),
+            forward_inline=backward.forward_inline or any(isinstance(n, ast.Call) for n in walk(argument)),
+            loss_name=root_name(argument),
+            loss_is_param=False,
+            loss_assigned=False,
+            loss_loops=frozenset(),
+            scaled_here=False,
+        )
+        self.finish_backward(event)
+        return event
+
+    def arguments_of(
+        self, node: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDef
+    ) -> dict[str, ast.expr]:
+        """Which of the callee's parameters each argument of the call is for."""
+        params = parameters(function)
+        if isinstance(node.func, ast.Attribute) and self.program.class_of(function) is not None:
+            params = params[1:]  # a method: the receiver is `self`
+        given = {k.arg for k in node.keywords}
+        arguments: dict[str, ast.expr] = {}
+        for param, argument in zip([p for p in params if p not in given], node.args):
+            if isinstance(argument, ast.Starred):
+                break
+            arguments[param] = argument
+        arguments.update({k.arg: k.value for k in node.keywords if k.arg in params})
+        return arguments
 
     def returns_scaled(self, value: ast.expr) -> bool:
         """`loss = compute_loss(...)` where compute_loss (same module) returns `loss / n`."""
@@ -667,7 +741,17 @@ class FunctionBuilder:
             return [Event(EventKind.CLEAR, site, path, target)]
         if callee in names.GRAD_SCALINGS:
             return [Event(EventKind.SCALE, site, path, target)]
-        return [Event(EventKind.GRAD_READ, site, path, target)]
+        return [self.grad_read(receiver, context, node)]
+
+    def grad_read(self, access: ast.expr, context: Context, node: ast.expr | None = None) -> Event:
+        """A read of `x.grad`; `arguments` names the tensor read, so the interpreter can tell a
+        parameter's gradient (`model.fc.weight.grad`, logged) from an input's (FGSM's `x.grad`)."""
+        path, target = self.grad_owner(access, context)
+        event = Event(EventKind.GRAD_READ, self.site(node if node is not None else access), path, target)
+        tensor = root_path(access)
+        if tensor is not None:
+            event.arguments = (tensor,)
+        return event
 
     def grad_owner(self, access: ast.expr, context: Context) -> tuple[str | None, str]:
         """`p.grad` inside `for p in model.parameters()` belongs to `model`; otherwise to everything."""

@@ -29,6 +29,7 @@ class Event:
     loss_is_param: bool = False
     loss_loops: frozenset[Loop] = frozenset()  # static loops around the loss's assignments
     loss_assigned: bool = False
+    scaled_here: bool = False  # a loss the function was handed (loss_is_param): scaled in the function itself
     loops: tuple[Loop, ...] = ()  # static loops around the event in its function
     # STEP
     guard: ast.expr | None = None  # the innermost `if` test around the event
@@ -105,6 +106,9 @@ class Call:
     bindings: dict[str, str | None]
     site: Site
     guarded: bool = False  # under an `if` inside the caller's innermost loop
+    # parameter -> the caller's expression for it: a loss handed to a helper that calls backward
+    # was scaled (or not) and computed where the caller wrote it
+    arguments: dict[str, ast.expr] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

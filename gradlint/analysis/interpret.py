@@ -54,7 +54,7 @@ from gradlint.analysis.nodes import walk
 from gradlint.analysis.order import EMPTY, ORDER_KINDS, Order, OrderInterpreter, end_iteration
 from gradlint.analysis.program import Program, lone_module
 from gradlint.analysis.scope import MANUAL
-from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, parameters
+from gradlint.analysis.shapes import TEST_KEY, is_accumulation_guard, own_nodes, parameters
 from gradlint.core import EventKind
 
 MANY = 2
@@ -79,6 +79,8 @@ class Grad(NamedTuple):
     # `loop` is the loop that went round between the two (None: in the same iteration)
     discarded: frozenset[tuple[Event, Event, Loop | None]] = frozenset()
     grads_scaled: bool = False
+    # models of an optimizer built over several whose `.zero_grad()` ran since the last backward
+    cleared_parts: frozenset[str] = frozenset()
     assumed: frozenset[tuple[str, bool]] = frozenset()  # (object, truth) that `if` tests chose on this path
     order: Order = EMPTY  # what came before what in the iteration (order.py)
 
@@ -109,6 +111,7 @@ class Frame:
     gated: bool = False
     guarded_in: Loop | None = None  # the loop in which a call on the stack sits under an `if`
     no_grad: bool = False  # under `torch.no_grad()`: a backward pass cannot run
+    call: Call | None = None  # the call that made this activation (None: a root)
 
 
 def join(a: State | None, b: State | None) -> State | None:
@@ -120,15 +123,26 @@ def join(a: State | None, b: State | None) -> State | None:
 
 
 def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
-    """Merge values that agree on everything a rule decides on, uniting the sets they carry.
+    """Merge values that agree on everything a rule decides on, uniting the sets they carry, and
+    forget the outcome of a test the paths went both ways on.
 
     Each merged fact (this clear discarded that backward, these backwards were summed) still comes
     from one real path to this point, and the paths continue alike from here; without the merge,
     every combination of history would be a value of its own and long scripts would not finish."""
     if len(values) < 2:
         return values
-    if len(values) > MAX_VALUES:  # too many paths to tell apart: say nothing about them
+    merged = merge_alike(values)
+    while True:
+        settled = settle_tests(merged)
+        if settled is merged:
+            break
+        merged = merge_alike(settled)
+    if len(merged) > MAX_VALUES:  # too many paths to tell apart: say nothing about them
         return frozenset({UNKNOWN})
+    return merged
+
+
+def merge_alike(values: frozenset[Grad]) -> frozenset[Grad]:
     merged: dict[tuple, Grad] = {}
     for value in values:
         key = (
@@ -139,6 +153,7 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
             value.grads_scaled,
             value.clear,
             value.assumed,
+            value.cleared_parts,
         )
         other = merged.get(key)
         merged[key] = (
@@ -153,6 +168,28 @@ def normalize(values: frozenset[Grad]) -> frozenset[Grad]:
             )
         )
     return frozenset(merged.values())
+
+
+def settle_tests(values: frozenset[Grad]) -> frozenset[Grad]:
+    """Two values equal but for the outcome of one test are one path that went both ways on it:
+    one value that does not know the outcome goes on exactly as the two would (a later `if` on the
+    test splits it again), so the state is keyed only by the tests whose outcome made a difference.
+    Likewise a value that knows an outcome adds nothing to an equal one that does not (the test's
+    name was assigned again on the other path). The same `values` when there is nothing to settle."""
+    current = set(values)
+    changed = False
+    for value in values:
+        if value not in current:
+            continue
+        for key, truth in value.assumed:
+            unknowing = value._replace(assumed=value.assumed - {(key, truth)})
+            partner = unknowing._replace(assumed=unknowing.assumed | {(key, not truth)})
+            if partner in current or unknowing in current:
+                current -= {value, partner}
+                current.add(unknowing)
+                changed = True
+                break
+    return frozenset(current) if changed else values
 
 
 def analyse(tree: ast.Module, lines: Sequence[str]) -> Facts:
@@ -250,10 +287,13 @@ class RootInterpreter(OrderInterpreter):
         self.lbfgs: set[str] = set()
         self.engines: set[str] = set()
         self.sources: dict[str, set[str]] = {}
-        self.clears: dict[str, Event] = {}
+        # every clear of each optimizer, first one first, with the `if` outcomes of the paths it ran on
+        self.clears: dict[str, dict[Event, set[frozenset[tuple[str, bool]]]]] = {}
         self.closure_steps: dict[Event, Loop] = {}
         self.schedules: dict[str, str | None] = {}
         self.instances: dict[str, object] = {}  # object -> the project class it was built from
+        self.generators: dict[ast.AST, bool] = {}
+        self.handed: dict[tuple[Event, Call], Event] = {}
         self.record = False
         self.reset()
 
@@ -322,12 +362,26 @@ class RootInterpreter(OrderInterpreter):
         if isinstance(flow, Branch):
             if not flow.assumes:
                 return merge([self.interpret(arm, state, frame) for arm in flow.arms])
-            return merge(
-                [
-                    self.interpret(arm, self.assume_all(state, facts, frame), frame)
-                    for arm, facts in zip(flow.arms, flow.assumes)
+            entries = [self.assume_all(state, facts, frame) for facts in flow.assumes]
+            outcomes = [self.interpret(arm, entry, frame) for arm, entry in zip(flow.arms, entries)]
+            if all(
+                outcome._replace(raises=None) in (Outcome(), Outcome(normal=entry))
+                for outcome, entry in zip(outcomes, entries)
+            ):
+                # No arm changed a gradient (`if args.hflip: x = flip(x)`, `if name not in columns:
+                # raise ValueError(...)`): remembering which arm ran would only fork the state, and a
+                # script's dozens of flags would multiply the paths past what normalize() keeps apart.
+                # The paths go on as they came, less those no arm lets through; a later `if` on the
+                # same test that does hold an event keys them then, with the same result.
+                through = [
+                    self.assume_all(state, facts, frame, remember=False)
+                    for facts, outcome in zip(flow.assumes, outcomes)
+                    if outcome.normal is not None
                 ]
-            )
+                return merge([Outcome(normal=entry) for entry in through])._replace(
+                    raises=merge(outcomes).raises
+                )
+            return merge(outcomes)
         if isinstance(flow, Forget):
             keys = {self.resolve(path, frame) for path in flow.paths}
             return Outcome(
@@ -365,16 +419,18 @@ class RootInterpreter(OrderInterpreter):
         raise TypeError(f"unknown flow node {flow!r}")
 
     def assume_all(
-        self, state: State | None, facts: tuple[tuple[str, bool], ...], frame: Frame
+        self, state: State | None, facts: tuple[tuple[str, bool], ...], frame: Frame, remember: bool = True
     ) -> State | None:
         for fact in facts:
             if state is None:
                 break
-            state = self.assume(state, fact, frame)
+            state = self.assume(state, fact, frame, remember)
         return state
 
-    def assume(self, state: State, assumption: tuple[str, bool], frame: Frame) -> State | None:
-        """Keep the paths that agree with this arm's test, and let them remember it."""
+    def assume(
+        self, state: State, assumption: tuple[str, bool], frame: Frame, remember: bool = True
+    ) -> State | None:
+        """Keep the paths that agree with this arm's test, and (unless told not to) let them remember it."""
         path, truth = assumption
         if path == GRAD_MODE_KEY:
             key: str | None = path
@@ -390,15 +446,15 @@ class RootInterpreter(OrderInterpreter):
             return state if truth is not frame.no_grad else None
         fact, contrary = (key, truth), (key, not truth)
 
-        def remember(value: Grad) -> Grad:
-            if value.unknown:
+        def remembered(value: Grad) -> Grad:
+            if value.unknown or not remember:
                 return value
             if len(value.assumed) >= MAX_ASSUMED:
                 return UNKNOWN  # forgetting what the path chose would bring back paths that cannot run
             return value._replace(assumed=value.assumed | {fact})
 
         narrowed = {
-            k: normalize(frozenset(remember(v) for v in values if contrary not in v.assumed))
+            k: normalize(frozenset(remembered(v) for v in values if contrary not in v.assumed))
             for k, values in state.items()
         }
         if any(values and not narrowed[k] for k, values in state.items()):
@@ -511,6 +567,7 @@ class RootInterpreter(OrderInterpreter):
             frame.gated,
             frame.loops[-1] if call.guarded and frame.loops else frame.guarded_in,
             frame.no_grad,
+            call,
         )
         # Each call makes its locals anew: the optimizer an earlier call built (or a sibling's, of
         # the same name) holds none of the gradients this call's optimizer will step. A local the
@@ -522,7 +579,20 @@ class RootInterpreter(OrderInterpreter):
             if key.startswith(callee.prefix) and split_root(key[len(callee.prefix) :])[0] not in fetched
         }
         outcome = self.interpret(flow, {**state, **fresh} if fresh else state, callee)
-        return Outcome(normal=join(outcome.normal, outcome.returns), raises=outcome.raises)
+        after = join(outcome.normal, outcome.returns)
+        if self.is_generator(function):
+            # Calling a generator function runs none of its body: the body runs as the caller draws
+            # from it, and may stop at any `yield`, so the caller goes on whether or not it ran (a
+            # `while True:` of batches never ends, and the training loop after the call still runs).
+            after = join(state, after)
+        return Outcome(normal=after, raises=outcome.raises)
+
+    def is_generator(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        if function not in self.generators:
+            self.generators[function] = any(
+                isinstance(node, (ast.Yield, ast.YieldFrom)) for node in own_nodes(function.body)
+            )
+        return self.generators[function]
 
     def register(self, register: Register, state: State, frame: Frame) -> State:
         key = self.resolve(register.path, frame)
@@ -552,7 +622,7 @@ class RootInterpreter(OrderInterpreter):
         if kind is EventKind.CLEAR:
             return self.clear(event, state, frame)
         if kind is EventKind.GRAD_READ:
-            return self.read_gradients(event, state)
+            return self.read_gradients(event, state, frame)
         if kind is EventKind.SCALE:
             return self.update(
                 state,
@@ -561,6 +631,9 @@ class RootInterpreter(OrderInterpreter):
             )
         if kind is EventKind.GRAD_WRITE:
             keys = self.grad_keys(event, state, frame)
+            for key in keys & set(state):
+                for value in state[key]:
+                    self.consumed |= value.backwards  # replaced on purpose (`p.grad = g`), not forgotten
             return self.update(state, keys, lambda v: Grad(pending=1, assumed=v.assumed))
         if kind is EventKind.UNKNOWN:
             return self.unknown(event, state, frame)
@@ -597,7 +670,24 @@ class RootInterpreter(OrderInterpreter):
             result[key] = normalize(frozenset(change(v) for v in state[key]))
         return result
 
+    def handed_backward(self, event: Event, frame: Frame) -> Event:
+        """A backward of a loss the function was handed (`def backward_step(loss): loss.backward()`):
+        whether it was scaled, and where it was computed, is the caller's argument's business. One
+        event per call site, so that the same call reached again is the same backward."""
+        while event.loss_is_param and frame.call is not None and frame.parent is not None:
+            argument = frame.call.arguments.get(event.loss_name or "")
+            parent = frame.parent.function
+            caller = self.analysis.builders.get(parent if parent is not None else self.entry)
+            if argument is None or caller is None:
+                break
+            memo_key = (event, frame.call)
+            if memo_key not in self.handed:
+                self.handed[memo_key] = caller.handed_loss(event, argument)
+            event, frame = self.handed[memo_key], frame.parent
+        return event
+
     def backward(self, event: Event, state: State, frame: Frame) -> State:
+        event = self.handed_backward(event, frame)
         if event.target == "engine":
             key = self.resolve(event.path, frame)
             if key is not None:
@@ -622,6 +712,7 @@ class RootInterpreter(OrderInterpreter):
             fresh=value.fresh | {event},
             repeat_loop=repeat_loop,
             crossed=frozenset(),
+            cleared_parts=frozenset(),  # the backward filled the cleared models' gradients again
             # a different backward after the clear: the first one was for its side effects (input
             # gradients for FGSM, K-FAC statistics), and the clear made room for the real one
             discarded=frozenset(d for d in value.discarded if d[1].site == event.site),
@@ -697,8 +788,8 @@ class RootInterpreter(OrderInterpreter):
         clear, clear_loops, on_path = None, (), True
         if value.clear is not None:
             clear, clear_loops = value.clear
-        elif key in self.clears:
-            clear, on_path = self.clears[key], False
+        else:
+            clear, on_path = self.clear_elsewhere(key, value), False
         self.facts.stale_steps.add(
             StaleStep(
                 display,
@@ -712,6 +803,14 @@ class RootInterpreter(OrderInterpreter):
                 self.loop_clears(frame.loops[-1], key, frame) if frame.loops[-1:] else False,
             )
         )
+
+    def clear_elsewhere(self, key: str, value: Grad) -> Event | None:
+        """A clear of `key` that ran on a path this one could have been: not one only an arm this
+        path did not choose runs (`if args.amp:` clears, the plain arm never does)."""
+        for clear, paths in self.clears.get(key, {}).items():
+            if any(not any((k, not truth) in value.assumed for k, truth in path) for path in paths):
+                return clear
+        return None
 
     def loop_clears(self, loop: Loop, key: str, frame: Frame) -> bool:
         """Whether `loop`'s own body (not a helper it calls) clears the optimizer `key`."""
@@ -754,11 +853,37 @@ class RootInterpreter(OrderInterpreter):
             owner = self.resolve(event.path, frame)
             if owner in self.optimizers:
                 keys = {owner}  # a parameter named `model` that holds an optimizer
+        else:
+            owner = None
         if MANUAL in state:
             keys.add(MANUAL)  # hand-written updates use the same parameters any clear zeroes
-        for key in keys:
-            self.clears.setdefault(key, event)
-        return self.update(state, keys, lambda v: self.cleared(v, event, frame))
+        result = dict(state)
+        for key in keys & set(state):
+            values = set()
+            for value in state[key]:
+                parts = value.cleared_parts | {owner} if self.holds_more_than(key, owner) else frozenset()
+                if value.unknown or not parts or self.covers(key, parts):
+                    values.add(self.cleared(value, event, frame))
+                    self.clears.setdefault(key, {}).setdefault(event, set()).add(value.assumed)
+                else:
+                    values.add(self.partly_cleared(value, parts, event, frame))
+            result[key] = normalize(frozenset(values))
+        return result
+
+    def holds_more_than(self, key: str, model: str | None) -> bool:
+        """Whether optimizer `key` was built over `model` and other models too (`encoder` and `head`):
+        then `model.zero_grad()` clears only part of what it steps."""
+        sources = self.sources.get(key, ())
+        return model is not None and any(related(model, s) for s in sources) and not self.covers(key, {model})
+
+    def covers(self, key: str, models: frozenset[str] | set[str]) -> bool:
+        return all(any(related(model, s) for model in models) for s in self.sources.get(key, ()))
+
+    def partly_cleared(self, value: Grad, parts: frozenset[str], event: Event, frame: Frame) -> Grad:
+        """Some of the optimizer's models cleared: the others' gradients stay, stale or not."""
+        if event.on_purpose or frame.function in self.analysis.closures:
+            return value._replace(cleared_parts=parts)
+        return value._replace(cleared_parts=parts, discarded=self.discards(value, event, frame))
 
     def cleared(self, value: Grad, event: Event, frame: Frame) -> Grad:
         # A step's closure clears, then computes the gradients that step applies, whoever calls it
@@ -771,48 +896,80 @@ class RootInterpreter(OrderInterpreter):
                 assumed=value.assumed,
                 order=value.order.cleared(),
             )
-        # Gradients left over by a loop that has finished (a partial accumulation window at the end of
-        # an epoch) are GL302's business, not a clear in the wrong place.
-        lost = {b for b in value.fresh if not self.seen.get(b) or self.seen[b][-1] in frame.loops}
-        went_round = next((loop for loop in reversed(frame.loops) if loop in value.crossed), None)
-        discarded = value.discarded | {(event, backward, went_round) for backward in lost}
-        for backward in lost:
-            self.discarded_by.setdefault(backward, event)
         return Grad(
             clear=(event, frame.loops),
-            discarded=discarded,
+            discarded=self.discards(value, event, frame),
             assumed=value.assumed,
             order=value.order.cleared(),
         )
 
-    def read_gradients(self, event: Event, state: State) -> State:
-        """Reading an input's `.grad` (FGSM, saliency) is what that backward was for; reading the
-        parameters' gradients (logging a norm) is not a reason to throw them away before the step."""
+    def discards(self, value: Grad, event: Event, frame: Frame) -> frozenset[tuple[Event, Event, Loop | None]]:
+        """What the clear `event` throws away that no step has used, added to what was thrown before."""
+        # Gradients left over by a loop that has finished (a partial accumulation window at the end of
+        # an epoch) are GL302's business, not a clear in the wrong place.
+        lost = {b for b in value.fresh if not self.seen.get(b) or self.seen[b][-1] in frame.loops}
+        went_round = next((loop for loop in reversed(frame.loops) if loop in value.crossed), None)
+        for backward in lost:
+            self.discarded_by.setdefault(backward, event)
+        return value.discarded | {(event, backward, went_round) for backward in lost}
+
+    def read_gradients(self, event: Event, state: State, frame: Frame) -> State:
+        """Reading an input's `.grad` (FGSM, saliency) is what that backward was for. Reading the
+        parameters' gradients (logging a norm or a histogram) uses nothing: it neither applies them
+        (a backward no step follows is still GL201) nor is a reason to throw them away before the step."""
+        if self.reads_parameters(event, frame):
+            return state
         for values in state.values():
             for value in values:
                 self.consumed |= value.backwards
-        if event.target == "module":
-            return state
         return {k: frozenset(v._replace(fresh=frozenset()) for v in values) for k, values in state.items()}
 
+    def reads_parameters(self, event: Event, frame: Frame) -> bool:
+        """`p.grad` over `model.parameters()`, or `.grad` of a tensor inside a model some optimizer holds."""
+        if event.target == "module":
+            return True
+        tensor = self.resolve(event.arguments[0], frame) if event.arguments else None
+        if tensor is None:
+            return False
+        return any(
+            tensor.startswith(source + ".") or tensor.startswith(source + "[")
+            for sources in self.sources.values()
+            for source in sources
+        )
+
     def unknown(self, event: Event, state: State, frame: Frame, every: bool = False) -> State:
-        """Code we cannot see receives an optimizer or a model: assume it does the right thing."""
-        keys: set[str] = set(state) if every else set()
+        """Code we cannot see receives an optimizer or a model: assume it does the right thing.
+
+        What it can do is scoped by what it is handed and by what exists when it runs: handed an
+        optimizer (or an object holding one), it may step or clear it at any time; handed only the
+        model, it cannot step an optimizer, and it can only clear or use gradients that are there.
+        Where no backward has put any in `.grad` since the last clear (before training, before the
+        optimizer is even built: `model = wrap(model)`), there is nothing for it to have done."""
+        handed: set[str] = set(state) if every else set()
+        through_model: set[str] = set()
         for argument in event.arguments:
             key = self.resolve(argument, frame)
             if key is None:
                 continue
             state = self.forget_scaler_steps(state, key)  # it may call the scaler's update()
             if key in state:
-                keys.add(key)
-            keys |= {k for k in state if k.startswith(key + ".") or k.startswith(key + "[")}
+                handed.add(key)
+            handed |= {k for k in state if k.startswith(key + ".") or k.startswith(key + "[")}
             # the model itself, or an object holding it (`self`), not one of its attributes
             if any(s == key or s.startswith(key + ".") for sources in self.sources.values() for s in sources):
-                keys |= self.fed_by(key, state)
-        for key in keys:
+                through_model |= self.fed_by(key, state)
+
+        def forgotten(key: str, value: Grad) -> bool:
+            return key in handed or value.pending > 0
+
+        for key in handed | through_model:
             for value in state[key]:
-                self.consumed |= value.backwards
-        return self.update(state, keys, lambda v: UNKNOWN)
+                if forgotten(key, value):
+                    self.consumed |= value.backwards
+        result = dict(state)
+        for key in (handed | through_model) & set(state):
+            result[key] = normalize(frozenset(UNKNOWN if forgotten(key, v) else v for v in state[key]))
+        return result
 
     # --- after the root has run -------------------------------------------------------------
     def report_unapplied(self) -> None:

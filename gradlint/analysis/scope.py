@@ -103,8 +103,9 @@ class ModuleIndex:
                     for part in conjuncts(child.test):
                         if assumptions(part):
                             key = assumptions(part)[0][0]
-                            # an outcome matters again when the test repeats, in a loop or elsewhere
-                            tested[key] += 2 if in_loop else 1
+                            # an outcome matters again when the test repeats: in a loop, in a
+                            # function (called once per batch), or elsewhere
+                            tested[key] += 2 if in_loop or isinstance(owner, FunctionNode) else 1
                             expression_tests.append(part)
                 elif isinstance(child, ast.Call):
                     callee = names.callee_name(child)

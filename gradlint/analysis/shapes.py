@@ -62,6 +62,40 @@ def assigned_names(body: list[ast.stmt]) -> set[str]:
     return found
 
 
+def local_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """The names a call of `function` makes its own, as Python decides: parameters and names bound
+    by assignment, not `a` of `a.b = 1` nor a name declared `global` or `nonlocal`."""
+    declared: set[str] = set()
+    bound = set(parameters(function))
+    for statement in own_statements(function.body):
+        if isinstance(statement, (ast.Global, ast.Nonlocal)):
+            declared.update(statement.names)
+        elif isinstance(statement, (*FunctionNode, ast.ClassDef)):
+            bound.add(statement.name)
+        else:
+            bound.update(t.id for t in binding_targets(statement) if isinstance(t, ast.Name))
+    return bound - declared
+
+
+def binding_targets(statement: ast.stmt) -> Iterator[ast.expr]:
+    """The names (and the attributes and items, which bind nothing) a statement assigns."""
+    targets: list[ast.expr] = []
+    if isinstance(statement, ast.Assign):
+        targets = list(statement.targets)  # a copy: the statement's own list stays as it is
+    elif isinstance(statement, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor)):
+        targets = [statement.target]
+    elif isinstance(statement, (ast.With, ast.AsyncWith)):
+        targets = [i.optional_vars for i in statement.items if i.optional_vars is not None]
+    while targets:
+        target = targets.pop()
+        if isinstance(target, (ast.Tuple, ast.List)):
+            targets.extend(target.elts)
+        elif isinstance(target, ast.Starred):
+            targets.append(target.value)
+        else:
+            yield target
+
+
 def assigned_paths(statement: ast.stmt) -> set[str]:
     if isinstance(statement, ast.Assign):
         targets = statement.targets
