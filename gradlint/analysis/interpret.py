@@ -457,7 +457,10 @@ class RootInterpreter(OrderInterpreter):
         if key is None:
             return state
         if register.drives is not None:
-            self.schedules[key] = self.resolve(register.drives, frame)
+            driven = self.resolve(register.drives, frame)
+            self.schedules[key] = driven
+            if driven is not None:
+                self.optimizers.add(driven)  # a scheduler is built on an optimizer, wherever that came from
             return state
         self.optimizers.add(key)
         if register.lbfgs:
@@ -674,6 +677,11 @@ class RootInterpreter(OrderInterpreter):
             self.facts.accumulations.add(Accumulation(display, backward.site, event.site, loop.site, count))
 
     def clear(self, event: Event, state: State, frame: Frame) -> State:
+        if event.target == "optimizer":
+            # cleared as an optimizer: one, even with no step left (a factory's, a parameter, `self.opt`)
+            cleared = self.resolve(event.path, frame)
+            if cleared is not None:
+                self.optimizers.add(cleared)
         if event.target in ("optimizer", "maybe_optimizer") and frame.gated:
             return state
         keys = self.grad_keys(event, state, frame)
