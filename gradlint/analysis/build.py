@@ -647,9 +647,8 @@ class FunctionBuilder:
             return Event(EventKind.CLEAR, site, receiver_path, "engine")
         if self.is_optimizer(receiver_path):
             # accelerate gates the prepared optimizer's zero_grad() by the last sync state, wherever it is
-            return Event(
-                EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=self.index.uses_accumulate
-            )
+            gated = self.index.uses_accumulate
+            return Event(EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=gated, sync_gated=gated)
         return Event(EventKind.CLEAR, site, receiver_path, "module")
 
     def unknown_call(self, node: ast.Call, callee: str, receiver_path: str | None) -> list[Flow]:

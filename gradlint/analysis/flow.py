@@ -39,6 +39,9 @@ class Event:
     # CLEAR that throws gradients away on purpose: it skips the step (`zero_grad(); continue` on a
     # NaN loss), or accelerate gates it (the prepared optimizer's zero_grad between sync steps)
     on_purpose: bool = False
+    # ... because accelerate gates it: between sync steps it does nothing, and after one it clears what
+    # the step applied; either way it is no use of the gradients (with no step, GL201 still holds)
+    sync_gated: bool = False
     # The GradScaler involved: `scaler.scale(loss).backward()`, `scaler.step(o)`, `scaler.unscale_(o)`,
     # `scaler.update()`; None for everything else
     scaler: str | None = None

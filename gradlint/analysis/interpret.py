@@ -227,6 +227,10 @@ class RootInterpreter(OrderInterpreter):
         self.consumed: set[Event] = set()
         self.seen: dict[Event, tuple[Loop, ...]] = {}
         self.discarded_by: dict[Event, Event] = {}
+        # backwards an accelerate-gated clear dropped: with a step somewhere, that is how accumulation
+        # works; with none at all (the step deleted), they were never applied
+        self.gate_dropped: set[Event] = set()
+        self.stepped = False
         self.facts = Facts()
 
     def run(self) -> None:
@@ -590,6 +594,7 @@ class RootInterpreter(OrderInterpreter):
         return self.loop(loop, state, frame).normal or state
 
     def apply_step(self, event: Event, key: str, state: State, frame: Frame) -> State:
+        self.stepped = True
         state = self.order_at_step(event, key, state, frame)
         display = event.path if event.target != "manual" else "parameters"
         assert display is not None  # step() resolved the path to `key`, and None resolves to None
@@ -699,7 +704,10 @@ class RootInterpreter(OrderInterpreter):
         # A step's closure clears, then computes the gradients that step applies, whoever calls it
         # (`val_loss = closure()` for a plateau scheduler): what it clears was not meant for a step.
         if value.unknown or event.on_purpose or frame.function in self.analysis.closures:
-            self.consumed |= value.backwards  # dropped on purpose is not forgotten (GL201)
+            if event.sync_gated:
+                self.gate_dropped |= value.backwards  # a use of them only if some step runs
+            else:
+                self.consumed |= value.backwards  # dropped on purpose is not forgotten (GL201)
             return Grad(
                 clear=(event, frame.loops),
                 discarded=value.discarded,
@@ -757,6 +765,7 @@ class RootInterpreter(OrderInterpreter):
             if (
                 not loops
                 or backward in self.consumed
+                or (self.stepped and backward in self.gate_dropped)
                 or backward.target == "engine"
                 or backward.site in starved
             ):
