@@ -13,6 +13,30 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "a profiler's step() is no optimizer step (item 7 of issue 15)": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+with torch.profiler.profile(schedule=torch.profiler.schedule(wait=1, active=2)) as p:
+    for x, y in loader:
+        loss_fn(model(x), y).backward()  # GL102
+        optimizer.step()
+        p.step()
+""",
+    "a curriculum's step() does not stand in for the deleted optimizer step": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+curriculum = make_curriculum(dataset)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()  # GL201
+    curriculum.step()
+""",
+    "a step() of an object of unknown role may still be the optimizer's": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+updater = make_updater(optimizer)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    updater.step()
+""",
     "unknown optimizer method (SAM) is the optimizer's business": """
 optimizer = SAM(model.parameters(), torch.optim.SGD, lr=0.1)
 for x, y in loader:

@@ -26,7 +26,7 @@ from gradlint.analysis.flow import (
     walk_events,
 )
 from gradlint.analysis.nodes import children, walk
-from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds
+from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds, value_kind
 from gradlint.analysis.shapes import (
     FunctionNode,
     accumulation_bound,
@@ -287,6 +287,10 @@ class FunctionBuilder:
                 )
             if item.optional_vars is not None:
                 self.record_targets(item.optional_vars, call, context.loops)
+                held = names.path_of(item.optional_vars)
+                kind = value_kind(call, self.kinds) if held else None
+                if held and kind:  # `with torch.profiler.profile(...) as prof:`
+                    self.kinds.setdefault(held, kind)
         if gated:
             if context.loops:
                 context.loops[-1].accumulates = True
@@ -620,6 +624,11 @@ class FunctionBuilder:
                 Event(EventKind.STEP, site, receiver_path, "engine", loops=context.loops),
                 Event(EventKind.CLEAR, site, receiver_path, "engine"),
             ]
+        if not self.is_optimizer(receiver_path) and (
+            self.kind(receiver_path) == "profiler"
+            or (receiver_path is not None and names.is_not_optimizer_stepper(receiver_path))
+        ):
+            return []  # a profiler's, an EMA helper's, a curriculum's step: no optimizer's
         target = "optimizer" if self.is_optimizer(receiver_path) else "maybe_optimizer"
         event = Event(EventKind.STEP, site, receiver_path, target, guard=context.guard, loops=context.loops)
         event.has_arguments = bool(node.args or node.keywords)

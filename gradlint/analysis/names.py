@@ -16,6 +16,13 @@ SCHEDULER_WORDS = {"sched", "scheduler", "schedulers", "warmup", "swa", "plateau
 SCALER_WORDS = {"scaler", "grad_scaler", "gradscaler"}
 ACCELERATOR_WORDS = {"accelerator", "fabric"}
 ENGINE_WORDS = {"engine", "deepspeed", "ds"}
+# Objects with a `step()` of their own that applies no gradients: a profiler's next phase, an EMA
+# helper's average, a curriculum's next stage, a progress bar, an environment.
+NOT_OPTIMIZER_STEP_WORDS = {
+    "prof", "profiler", "ema", "curriculum", "timer", "pbar", "progress", "sampler", "meter", "tracker",
+    "env", "envs", "environment", "simulator", "annealer", "averager",
+}  # fmt: skip
+PROFILER_CONSTRUCTORS = {"profile", "profiler"}
 
 # Constructors whose result is an optimizer (torch.optim and well-known third-party ones).
 OPTIMIZER_CONSTRUCTORS = {
@@ -217,6 +224,11 @@ def is_scheduler_name(path: str) -> bool:
 def is_scaler_name(path: str) -> bool:
     name = last_name(path).lower()
     return "scaler" in words(name) or name in SCALER_WORDS
+
+
+def is_not_optimizer_stepper(path: str) -> bool:
+    """`prof.step()`, `ema.step()`, `curriculum.step()`: a step that is no optimizer's."""
+    return bool(words(last_name(path)) & NOT_OPTIMIZER_STEP_WORDS)
 
 
 def is_accelerator_name(path: str) -> bool:

@@ -178,6 +178,8 @@ def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
             return "accelerator"
         if callee == "optimizers":  # Lightning: self.optimizers()
             return "optimizer"
+        if callee in names.PROFILER_CONSTRUCTORS:  # torch.profiler.profile(...): its step() is a phase
+            return "profiler"
         if callee in ("prepare", "setup", "setup_optimizers") and len(value.args) == 1:
             return value_kind(value.args[0], kinds)
         return None
