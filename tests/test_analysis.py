@@ -13,6 +13,36 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "a weight on one term of the loss does not scale it (item 9 of issue 15)": """
+for i, (x, y) in enumerate(loader):
+    loss = mse(model(x), y) + 0.01 * reg(model)
+    loss.backward()  # GL301
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a division on the other arm of an if does not scale this backward's loss": """
+for i, (x, y) in enumerate(loader):
+    if args.distill:
+        loss = mse(model(x), y) / accum_steps
+        loss.backward()
+    else:
+        loss = mse(model(x), y)
+        loss.backward()  # GL301
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a division in an earlier if still reaches the backward after it": """
+for i, (x, y) in enumerate(loader):
+    loss = mse(model(x), y)
+    if accum_steps > 1:
+        loss = loss / accum_steps
+    loss.backward()
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
     "a profiler's step() is no optimizer step (item 7 of issue 15)": """
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 with torch.profiler.profile(schedule=torch.profiler.schedule(wait=1, active=2)) as p:

@@ -29,7 +29,9 @@ from gradlint.analysis.nodes import children, walk
 from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds, value_kind
 from gradlint.analysis.shapes import (
     FunctionNode,
+    ArmPath,
     accumulation_bound,
+    arm_paths,
     assigned_names,
     assigned_paths,
     assumptions,
@@ -45,6 +47,7 @@ from gradlint.analysis.shapes import (
     is_scaled,
     keyword,
     module_statements,
+    on_other_arms,
     own_statements,
     parameters,
     parameters_owner,
@@ -87,6 +90,8 @@ class FunctionBuilder:
         self.callees: set[ast.AST] = set()
         self.closures: set[ast.AST] = set()  # functions this one passes to `optimizer.step(closure)`
         self.backwards: list[Event] = []
+        self.backward_calls: dict[Event, ast.Call] = {}
+        self.arms: dict[ast.stmt, ArmPath] | None = None  # built when a backward's loss is looked up
         # whether a flow holds a STEP, asked of every arm of every `if`: remembered, so that a chain
         # of n `elif`s (each nested in the last one's else) is read once, not n times
         self.steps_inside: dict[Flow, bool] = {}
@@ -537,6 +542,7 @@ class FunctionBuilder:
         else:
             event.scaled = True
         self.backwards.append(event)
+        self.backward_calls[event] = node
         return event
 
     def finish_backward(self, event: Event) -> None:
@@ -551,12 +557,36 @@ class FunctionBuilder:
         event.loss_assigned = bool(assignments)
         event.loss_loops = frozenset(loop for _, loops in assignments for loop in loops)
         for node, _ in assignments:
+            if self.on_other_arm(node, event):
+                continue  # `if a: loss = x / n ... else: loss = y; loss.backward()`: not this loss
             if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Div, ast.Mult)):
                 event.scaled = True
             value = getattr(node, "value", None)
             if isinstance(node, (ast.Assign, ast.AnnAssign)) and value is not None:
                 if is_scaled(value) or self.returns_scaled(value):
                     event.scaled = True
+
+    def on_other_arm(self, assignment: ast.AST, event: Event) -> bool:
+        """Whether an assignment and a backward are in different arms of one `if`."""
+        call = self.backward_calls.get(event)
+        if call is None or not isinstance(assignment, ast.stmt):
+            return False
+        if self.arms is None:
+            self.arms = arm_paths(self.body())
+        if assignment not in self.arms:
+            return False
+        position = (call.lineno, call.col_offset)
+        around = [
+            statement
+            for statement in self.arms
+            if (statement.lineno, statement.col_offset)
+            <= position
+            <= (statement.end_lineno or statement.lineno, statement.end_col_offset or 0)
+        ]
+        if not around:
+            return False
+        innermost = max(around, key=lambda statement: (statement.lineno, statement.col_offset))
+        return on_other_arms(self.arms[assignment], self.arms[innermost])
 
     def returns_scaled(self, value: ast.expr) -> bool:
         """`loss = compute_loss(...)` where compute_loss (same module) returns `loss / n`."""
