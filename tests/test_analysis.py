@@ -13,6 +13,36 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "Accelerator(gradient_accumulation_steps=1) divides by 1 (item 5 of issue 15)": """
+accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision="bf16")
+model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters()))
+for i, (x, y) in enumerate(loader):
+    loss = loss_fn(model(x), y)
+    accelerator.backward(loss)  # GL301
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "Accelerator(gradient_accumulation_steps=n) divides by n": """
+accelerator = Accelerator(gradient_accumulation_steps=accum_steps)
+model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters()))
+for i, (x, y) in enumerate(loader):
+    loss = loss_fn(model(x), y)
+    accelerator.backward(loss)
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "Fabric's no_backward_sync does not gate the clear: one per micro-batch discards": """
+fabric = Fabric(devices=2)
+model, optimizer = fabric.setup(model, torch.optim.AdamW(model.parameters()))
+for i, (x, y) in enumerate(loader):
+    with fabric.no_backward_sync(model, enabled=(i + 1) % accum_steps != 0):
+        optimizer.zero_grad()  # GL103
+        fabric.backward(loss_fn(model(x), y) / accum_steps)
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+""",
     "a weight on one term of the loss does not scale it (item 9 of issue 15)": """
 for i, (x, y) in enumerate(loader):
     loss = mse(model(x), y) + 0.01 * reg(model)

@@ -108,6 +108,8 @@ class FunctionBuilder:
                 self.kinds.setdefault(param, "optimizer")
             elif names.is_scaler_name(param):
                 self.kinds.setdefault(param, "scaler")
+            elif names.is_fabric_name(param):
+                self.kinds.setdefault(param, "fabric")
             elif names.is_accelerator_name(param):
                 self.kinds.setdefault(param, "accelerator")
         self.locals = set(self.params) | assigned_names(body)
@@ -501,7 +503,7 @@ class FunctionBuilder:
                 receiver_path is not None
                 and (
                     receiver_path.endswith("autograd")
-                    or self.kind(receiver_path) in ("accelerator", "engine", "optimizer", "lbfgs")
+                    or self.kind(receiver_path) in ("accelerator", "fabric", "engine", "optimizer", "lbfgs")
                     or names.is_accelerator_name(receiver_path)
                     or names.is_engine_name(receiver_path)
                     or names.is_optimizer_name(receiver_path)
@@ -514,8 +516,9 @@ class FunctionBuilder:
                 self.kind(receiver_path) == "engine" or names.is_engine_name(receiver_path)
             ):
                 target, path, scaled = "engine", receiver_path, True
-            elif receiver_path and self.role(receiver_path, "accelerator", names.is_accelerator_name):
+            elif receiver_path and self.role(receiver_path, "accelerator", divides_like_accelerate):
                 # divides by gradient_accumulation_steps, which is 1 unless the Accelerator was given it
+                # (Fabric's backward does not divide at all)
                 scaled = self.index.accelerator_scales or context.accumulating
         elif isinstance(loss, ast.Call) and names.callee_name(loss) == "scale" and loss.args:
             scaler = names.path_of(loss.func.value) if isinstance(loss.func, ast.Attribute) else None
@@ -711,7 +714,7 @@ class FunctionBuilder:
             return []
         if receiver_path and names.words(names.last_name(receiver_path)) & harmless:
             return []
-        if receiver_path and self.kind(receiver_path) in ("scheduler", "scaler", "accelerator"):
+        if receiver_path and self.kind(receiver_path) in ("scheduler", "scaler", "accelerator", "fabric"):
             return []
         return [Event(EventKind.UNKNOWN, self.site(node), arguments=tuple(arguments))]
 
@@ -882,6 +885,11 @@ class FunctionBuilder:
                 self.has_step(part) for part in parts(flow)
             )
         return self.steps_inside[flow]
+
+
+def divides_like_accelerate(path: str) -> bool:
+    """An accelerator by its name, and not Lightning Fabric's (`fabric.backward` does not divide)."""
+    return names.is_accelerator_name(path) and not names.is_fabric_name(path)
 
 
 def selects_parameters(node: ast.If, parameter_loops: dict[str, str]) -> bool:

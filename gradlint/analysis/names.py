@@ -172,7 +172,9 @@ OPTIMIZER_READS = {
     "state_dict", "load_state_dict", "add_param_group", "register_step_pre_hook", "register_step_post_hook",
 }
 GRADIENT_ATTRIBUTES = {"backward", "manual_backward", "zero_grad", "step", "grad"}
-ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
+# accelerate's accumulate(): the prepared optimizer is gated and accelerator.backward divides. Not
+# Fabric's no_backward_sync(), which only skips the all-reduce, as DDP's no_sync() does.
+ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad"}
 CLIPS = {"clip_grad_norm_", "clip_grad_value_", "clip_grad_norm"}
 # fmt: on
 
@@ -233,6 +235,11 @@ def is_not_optimizer_stepper(path: str) -> bool:
 
 def is_accelerator_name(path: str) -> bool:
     return bool(words(last_name(path)) & ACCELERATOR_WORDS)
+
+
+def is_fabric_name(path: str) -> bool:
+    """Lightning Fabric: its backward() neither divides the loss nor gates the optimizer."""
+    return "fabric" in words(last_name(path))
 
 
 def is_engine_name(path: str) -> bool:

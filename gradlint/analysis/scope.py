@@ -72,7 +72,7 @@ class ModuleIndex:
         scan_instances(module_statements(tree), index.instances, index.classes)
         if accelerator_constructors:
             index.accelerator_scales = any(
-                k.arg is None or "accumulation" in k.arg for c in accelerator_constructors for k in c.keywords
+                divides_by_accumulation(k) for c in accelerator_constructors for k in c.keywords
             )
         return index
 
@@ -108,7 +108,7 @@ class ModuleIndex:
                     callee = names.callee_name(child)
                     if callee in names.ACCUMULATE_CONTEXTS:
                         self.uses_accumulate = True
-                    elif callee in ("Accelerator", "Fabric"):
+                    elif callee == "Accelerator":
                         accelerator_constructors.append(child)
                 if child_in_loop and isinstance(child, ast.stmt):
                     assigned_in_loops |= assigned_paths(child)
@@ -174,8 +174,10 @@ def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
             return "scheduler"
         if names.is_scaler_constructor(value):
             return "scaler"
-        if callee in ("Accelerator", "Fabric"):
+        if callee == "Accelerator":
             return "accelerator"
+        if callee == "Fabric":
+            return "fabric"
         if callee == "optimizers":  # Lightning: self.optimizers()
             return "optimizer"
         if callee in names.PROFILER_CONSTRUCTORS:  # torch.profiler.profile(...): its step() is a phase
@@ -189,6 +191,17 @@ def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
     if path in kinds:
         return kinds[path]
     return "optimizer" if names.is_optimizer_name(path) and not names.is_scheduler_name(path) else None
+
+
+def divides_by_accumulation(argument: ast.keyword) -> bool:
+    """`Accelerator(gradient_accumulation_steps=4)` (or `**kwargs`): accelerator.backward divides by
+    it; `gradient_accumulation_steps=1` divides by 1, which is no division."""
+    if argument.arg is None:
+        return True
+    if "accumulation" not in argument.arg:
+        return False
+    value = argument.value
+    return not (isinstance(value, ast.Constant) and value.value == 1)
 
 
 def scan_kinds(body: list[ast.stmt], kinds: dict[str, str], only_self: bool = False) -> None:
