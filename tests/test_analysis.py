@@ -13,6 +13,30 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "Lightning manual optimization: training_step is the body of the trainer's batch loop": """
+class LitGan(LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        opt_g, opt_d = self.optimizers()
+        opt_d.zero_grad()
+        self.manual_backward(self.d_loss(batch))  # GL201
+        opt_g.zero_grad()
+        self.manual_backward(self.g_loss(batch))
+        opt_g.step()
+""",
+    "Lightning automatic optimization: training_step only returns the loss": """
+class LitModel(LightningModule):
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(batch)
+        self.log("loss", loss)
+        return loss
+
+    def on_after_backward(self):
+        self.zero_grad()
+""",
     "Accelerator(gradient_accumulation_steps=1) divides by 1 (item 5 of issue 15)": """
 accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision="bf16")
 model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters()))

@@ -25,6 +25,7 @@ from gradlint.analysis.flow import (
     prune,
     walk_events,
 )
+from gradlint.analysis.flow import walk as walk_flow
 from gradlint.analysis.nodes import children, walk
 from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds, value_kind
 from gradlint.analysis.shapes import (
@@ -120,10 +121,67 @@ class FunctionBuilder:
         return self.function.body
 
     def build(self) -> Flow:
-        flow = self.block(self.body(), Context(), top=True)
+        framework = self.framework_loop()
+        if framework is None:
+            flow: Flow = self.block(self.body(), Context(), top=True)
+        else:
+            # the framework calls this once per batch: its body is the body of that loop, and
+            # leaving it (`return loss`) ends one iteration
+            body = self.block(self.body(), Context(loops=(framework,)), top=True)
+            for node in walk_flow(body):
+                if isinstance(node, Exit) and node.kind == "return":
+                    node.kind = "continue"
+            framework.body = Seq([*self.fresh_registers.pop(framework, []), *body.items])
+            framework.accumulates = framework.accumulates or any(
+                e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(body)
+            )
+            flow = Seq([framework])
         for event in self.backwards:
             self.finish_backward(event)
         return prune(flow) or Seq()
+
+    def framework_loop(self) -> Loop | None:
+        """Lightning's `training_step` under manual optimization (`self.automatic_optimization =
+        False`, `self.manual_backward(loss)`): the trainer calls it once per batch with a growing
+        `batch_idx`, so a clear there runs every batch and a step under `batch_idx % n` every n."""
+        function = self.function
+        if (
+            not isinstance(function, FunctionNode)
+            or function.name != "training_step"
+            or self.class_info is None
+            or not self.manual_optimization(self.class_info)
+        ):
+            return None
+        loops = (ast.For, ast.AsyncFor, ast.While)
+        if any(
+            isinstance(inner, ast.Return)
+            for statement in own_statements(function.body)
+            if isinstance(statement, loops)
+            for inner in own_statements(statement.body)
+        ):
+            return None  # a return that leaves an inner loop too: no `continue` says that
+        params = parameters(function)[1:3]
+        header = f"for {', '.join(reversed(params))} in the trainer's batches" if params else "the trainer's loop"
+        loop = Loop(Seq(), LoopSite(location_of(function, self.lines), header, ""), "repeat")
+        loop.draws_data = True
+        return loop
+
+    def manual_optimization(self, info) -> bool:
+        """The module optimizes by hand: it turns automatic optimization off, or calls manual_backward."""
+        for method in info.methods.values():
+            for statement in own_statements(method.body):
+                if (
+                    isinstance(statement, ast.Assign)
+                    and isinstance(statement.value, ast.Constant)
+                    and statement.value.value is False
+                    and any(names.path_of(t) == "self.automatic_optimization" for t in statement.targets)
+                ):
+                    return True
+        training_step = info.methods.get("training_step")
+        return training_step is not None and any(
+            isinstance(node, ast.Call) and names.callee_name(node) == "manual_backward"
+            for node in walk(training_step)
+        )
 
     # --- who is who -------------------------------------------------------------------------
     def kind(self, path: str | None) -> str | None:
