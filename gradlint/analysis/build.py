@@ -92,6 +92,8 @@ class FunctionBuilder:
         self.closures: set[ast.AST] = set()  # functions this one passes to `optimizer.step(closure)`
         self.backwards: list[Event] = []
         self.backward_calls: dict[Event, ast.Call] = {}
+        # backwards through a framework set to divide by the accumulation count -> where it is set
+        self.framework_divisions: dict[Event, ast.AST] = {}
         self.arms: dict[ast.stmt, ArmPath] | None = None  # built when a backward's loss is looked up
         # whether a flow holds a STEP, asked of every arm of every `if`: remembered, so that a chain
         # of n `elif`s (each nested in the last one's else) is read once, not n times
@@ -138,6 +140,8 @@ class FunctionBuilder:
             flow = Seq([framework])
         for event in self.backwards:
             self.finish_backward(event)
+        for event, setting in self.framework_divisions.items():
+            self.find_second_division(event, setting)
         return prune(flow) or Seq()
 
     def framework_loop(self) -> Loop | None:
@@ -570,14 +574,17 @@ class FunctionBuilder:
         )
         if takes_loss:
             loss = node.args[0] if node.args else keyword(node, "loss") or keyword(node, "tensors")
+            setting: ast.AST | None = None
             if receiver_path and (
                 self.kind(receiver_path) == "engine" or names.is_engine_name(receiver_path)
             ):
                 target, path, scaled = "engine", receiver_path, True
+                setting = self.index.engine_accumulation
             elif receiver_path and self.role(receiver_path, "accelerator", divides_like_accelerate):
                 # divides by gradient_accumulation_steps, which is 1 unless the Accelerator was given it
                 # (Fabric's backward does not divide at all)
                 scaled = self.index.accelerator_scales or context.accumulating
+                setting = self.index.accelerator_accumulation
         elif isinstance(loss, ast.Call) and names.callee_name(loss) == "scale" and loss.args:
             scaler = names.path_of(loss.func.value) if isinstance(loss.func, ast.Attribute) else None
             if scaler is not None and self.role(scaler, "scaler", names.is_scaler_name):
@@ -604,6 +611,8 @@ class FunctionBuilder:
             event.scaled = True
         self.backwards.append(event)
         self.backward_calls[event] = node
+        if takes_loss and setting is not None:
+            self.framework_divisions[event] = setting
         return event
 
     def finish_backward(self, event: Event) -> None:
@@ -626,6 +635,40 @@ class FunctionBuilder:
             if isinstance(node, (ast.Assign, ast.AnnAssign)) and value is not None:
                 if is_scaled(value) or self.returns_scaled(value):
                     event.scaled = True
+
+    def find_second_division(self, event: Event, setting: ast.AST) -> None:
+        """`accelerator.backward(loss / args.gradient_accumulation_steps)` with the Accelerator given
+        gradient_accumulation_steps: the framework divides, and so does the code (GL304)."""
+        call = self.backward_calls[event]
+        loss = call.args[0] if call.args else keyword(call, "loss")
+        division = accumulation_division(loss) if loss is not None else None
+        name = event.loss_name
+        if division is None and name is not None and name not in self.params:
+            for node, _ in self.assignments.get(name, []):
+                if self.on_other_arm(node, event):
+                    continue
+                if (
+                    isinstance(node, ast.AugAssign)
+                    and isinstance(node.op, ast.Div)
+                    and names_accumulation_count(node.value)
+                ):
+                    division = node
+                elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                    division = accumulation_division(node.value)
+                if division is not None:
+                    break
+        if division is None:
+            return
+        divisor = division.value if isinstance(division, ast.AugAssign) else division.right
+        assert isinstance(divisor, ast.expr)
+        if isinstance(setting, ast.keyword):
+            framework = Site(
+                location_of(setting, self.lines), f"{setting.arg}={names.segment(self.lines, setting.value)}"
+            )
+        else:  # the DeepSpeed config's "gradient_accumulation_steps" key
+            assert isinstance(setting, ast.expr)
+            framework = self.site(setting)
+        event.scaled_twice = (self.site(division), framework, names.segment(self.lines, divisor))
 
     def on_other_arm(self, assignment: ast.AST, event: Event) -> bool:
         """Whether an assignment and a backward are in different arms of one `if`."""
@@ -943,6 +986,31 @@ class FunctionBuilder:
                 self.has_step(part) for part in parts(flow)
             )
         return self.steps_inside[flow]
+
+
+def accumulation_division(loss: ast.expr) -> ast.BinOp | None:
+    """`loss / gradient_accumulation_steps`, `(loss / accum).mean()`: the loss itself divided by a
+    name that says accumulation count."""
+    node: ast.AST = loss
+    while True:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            return node if names_accumulation_count(node.right) else None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            node = node.func.value
+        elif isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        else:
+            return None
+
+
+def names_accumulation_count(divisor: ast.expr) -> bool:
+    """`args.gradient_accumulation_steps`, `accum_steps`, `config["gradient_accumulation_steps"]`."""
+    return names.has_word(divisor, names.ACCUMULATION_WORDS) or any(
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and bool(names.words(node.value) & names.ACCUMULATION_WORDS)
+        for node in walk(divisor)
+    )
 
 
 def divides_like_accelerate(path: str) -> bool:

@@ -30,6 +30,9 @@ class Event:
     loss_loops: frozenset[Loop] = frozenset()  # static loops around the loss's assignments
     loss_assigned: bool = False
     loops: tuple[Loop, ...] = ()  # static loops around the event in its function
+    # the framework divides by the accumulation count and so does the loss: (its division, the
+    # framework's setting, the divisor as written)
+    scaled_twice: tuple[Site, Site, str] | None = None
     # STEP
     guard: ast.expr | None = None  # the innermost `if` test around the event
     closure: Flow | None = None  # `optimizer.step(closure)`: the closure's flow runs inside the step

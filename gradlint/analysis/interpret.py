@@ -21,6 +21,7 @@ from gradlint.analysis.facts import (
     DiscardedGradients,
     Facts,
     LoopSite,
+    ScaledTwice,
     StaleStep,
     UnappliedBackward,
     UnscaledAccumulation,
@@ -250,6 +251,7 @@ class RootInterpreter(OrderInterpreter):
         target.discarded |= self.facts.discarded
         target.unapplied |= self.facts.unapplied
         target.unscaled |= self.facts.unscaled
+        target.scaled_twice |= self.facts.scaled_twice
         target.scheduler_before_step |= self.facts.scheduler_before_step
         target.step_before_backward |= self.facts.step_before_backward
         target.scaled_steps |= self.facts.scaled_steps
@@ -541,6 +543,9 @@ class RootInterpreter(OrderInterpreter):
         else:
             keys = set(state) - self.engines
         self.seen.setdefault(event, frame.loops)
+        if event.scaled_twice is not None:
+            division, framework, count = event.scaled_twice
+            self.facts.scaled_twice.add(ScaledTwice(event.site, division, framework, count))
         if any(v.unknown for key in keys for v in state[key]) or not keys:
             self.consumed.add(event)
         return self.update(state, keys, lambda v: self.add_backward(v, event, frame))

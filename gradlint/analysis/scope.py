@@ -45,6 +45,10 @@ class ModuleIndex:
     instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
     uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
     accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
+    # where accumulation is set for a framework that divides by it: `Accelerator(gradient_accumulation_steps=4)`
+    # (for accelerator.backward) and a DeepSpeed config's `"gradient_accumulation_steps": 4` (for engine.backward)
+    accelerator_accumulation: ast.keyword | None = None
+    engine_accumulation: ast.AST | None = None
     has_gradient_code: bool = False
     tested_paths: set[str] = field(default_factory=set)  # names some `if` tests directly
     function_names: set[str] = field(default_factory=set)
@@ -73,6 +77,15 @@ class ModuleIndex:
         if accelerator_constructors:
             index.accelerator_scales = any(
                 divides_by_accumulation(k) for c in accelerator_constructors for k in c.keywords
+            )
+            index.accelerator_accumulation = next(
+                (
+                    k
+                    for c in accelerator_constructors
+                    for k in c.keywords
+                    if k.arg == "gradient_accumulation_steps" and divides_by_accumulation(k)
+                ),
+                None,
             )
         return index
 
@@ -104,6 +117,14 @@ class ModuleIndex:
                             # an outcome matters again when the test repeats, in a loop or elsewhere
                             tested[key] += 2 if in_loop else 1
                             expression_tests.append(part)
+                elif isinstance(child, ast.Dict) and self.engine_accumulation is None:
+                    for key, value in zip(child.keys, child.values):
+                        if (
+                            isinstance(key, ast.Constant)
+                            and key.value == "gradient_accumulation_steps"
+                            and not (isinstance(value, ast.Constant) and value.value == 1)
+                        ):
+                            self.engine_accumulation = key
                 elif isinstance(child, ast.Call):
                     callee = names.callee_name(child)
                     if callee in names.ACCUMULATE_CONTEXTS:
