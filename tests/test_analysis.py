@@ -13,6 +13,26 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "learning-rate scheduler factories are known by their names": """
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+policy = build_lr_scheduler(cfg, optimizer)
+restarts = CosineAnnealingWarmRestarts(optimizer, T_0=10)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    policy.step()  # GL202
+    optimizer.step()
+    restarts.step()
+""",
+    "a class from a module named for schedulers is a scheduler": """
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+decay = lr_scheduler.WarmupCosine(optimizer, warmup=100)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    decay.step()  # GL202
+    optimizer.step()
+""",
     "Lightning manual optimization: training_step is the body of the trainer's batch loop": """
 class LitGan(LightningModule):
     def __init__(self):

@@ -68,6 +68,9 @@ OPTIMIZER_CONSTRUCTORS = {
 SCHEDULER_CONSTRUCTOR = re.compile(
     r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler|LROnPlateau)$|^get_.*schedule"
 )
+SCHEDULER_CLASSES = {"CosineAnnealingWarmRestarts"}
+SCHEDULER_FACTORY_VERBS = {"get", "create", "build", "make", "init", "setup", "configure", "construct"}
+SCHEDULER_NOUNS = {"scheduler", "schedulers", "schedule", "sched"}
 SCALER_CONSTRUCTORS = {"GradScaler", "ShardedGradScaler", "NativeScaler", "NativeScalerWithGradNormCount"}
 SCALER_METHODS = {"scale", "unscale_", "step", "update"}
 DATA_WORDS = {
@@ -262,7 +265,17 @@ def is_order_call(node: ast.AST) -> bool:
 
 
 def is_scheduler_constructor(call: ast.Call) -> bool:
-    return bool(SCHEDULER_CONSTRUCTOR.search(callee_name(call)))
+    """`StepLR(...)`, `get_linear_schedule_with_warmup(...)` (transformers, or a project's own copy),
+    `create_scheduler(...)` / `build_lr_scheduler(...)` (factories), `CosineAnnealingWarmRestarts`,
+    and a class from a module named for schedulers (`lr_scheduler.WarmupCosine`, `schedulers.Noam`)."""
+    callee = callee_name(call)
+    if SCHEDULER_CONSTRUCTOR.search(callee) or callee in SCHEDULER_CLASSES:
+        return True
+    callee_words = words(callee)
+    if callee_words & SCHEDULER_FACTORY_VERBS and callee_words & SCHEDULER_NOUNS:
+        return True
+    module = path_of(call.func.value) if isinstance(call.func, ast.Attribute) else None
+    return callee[:1].isupper() and module is not None and bool(words(last_name(module)) & SCHEDULER_NOUNS)
 
 
 def is_scaler_constructor(call: ast.Call) -> bool:
