@@ -832,6 +832,8 @@ class FunctionBuilder:
             receiver = names.path_of(func.value)
             if receiver == "self" and self.class_info is not None:
                 return self.index.method(self.class_info, func.attr)
+            if receiver in self.index.self_aliases:  # `d2l.train_epoch(...)` with `d2l = sys.modules[__name__]`
+                return self.index.functions.get(func.attr)
             class_name = self.instances.get(receiver or "")
             if class_name in self.index.classes:
                 return self.index.method(self.index.classes[class_name], func.attr)

@@ -54,6 +54,7 @@ class ModuleIndex:
     function_names: set[str] = field(default_factory=set)
     tracked_tests: set[str] = field(default_factory=set)  # assumption keys worth following along paths
     function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
+    self_aliases: set[str] = field(default_factory=set)  # `d2l = sys.modules[__name__]`: this module
 
     @classmethod
     def of(cls, tree: ast.Module) -> ModuleIndex:
@@ -73,6 +74,13 @@ class ModuleIndex:
             for method in info.methods.values():
                 scan_kinds(method.body, info.kinds, only_self=True)
         scan_kinds(module_statements(tree), index.kinds)
+        index.self_aliases = {
+            target.id
+            for statement in module_statements(tree)
+            if isinstance(statement, ast.Assign) and is_this_module(statement.value)
+            for target in statement.targets
+            if isinstance(target, ast.Name)
+        }
         scan_instances(module_statements(tree), index.instances, index.classes)
         if accelerator_constructors:
             index.accelerator_scales = any(
@@ -212,6 +220,16 @@ def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
     if path in kinds:
         return kinds[path]
     return "optimizer" if names.is_optimizer_name(path) and not names.is_scheduler_name(path) else None
+
+
+def is_this_module(value: ast.expr) -> bool:
+    """`sys.modules[__name__]`: the module itself, as d2l's books bind it to call their own functions."""
+    return (
+        isinstance(value, ast.Subscript)
+        and names.path_of(value.value) == "sys.modules"
+        and isinstance(value.slice, ast.Name)
+        and value.slice.id == "__name__"
+    )
 
 
 def divides_by_accumulation(argument: ast.keyword) -> bool:
