@@ -13,6 +13,26 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "an optimizer built from a class chosen at run time is an optimizer (item 1 of issue 15)": """
+optimizer_class = bnb.optim.AdamW8bit if args.use_8bit_adam else torch.optim.AdamW
+g = optimizer_class(model.parameters(), lr=1e-4)
+for x in loader:
+    model(x).mean().backward()  # GL102
+    g.step()
+""",
+    "an optimizer class chosen in an if statement, used in a function": """
+if args.use_8bit_adam:
+    optimizer_cls = bnb.optim.AdamW8bit
+else:
+    optimizer_cls = torch.optim.AdamW
+
+
+def train(model, loader):
+    g = optimizer_cls(model.parameters(), lr=1e-4)
+    for x in loader:
+        model(x).mean().backward()  # GL102
+        g.step()
+""",
     "learning-rate scheduler factories are known by their names": """
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 policy = build_lr_scheduler(cfg, optimizer)

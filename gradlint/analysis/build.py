@@ -202,6 +202,10 @@ class FunctionBuilder:
             return self.index.kinds.get(path)
         return None
 
+    def builds_optimizer(self, call: ast.Call) -> bool:
+        """`torch.optim.AdamW(...)`, or `optimizer_class(...)` of a class chosen at run time."""
+        return names.is_optimizer_constructor(call) or self.kind(names.path_of(call.func)) == "optimizer_class"
+
     def is_optimizer(self, path: str | None) -> bool:
         kind = self.kind(path)
         if kind in ("optimizer", "lbfgs"):
@@ -393,11 +397,7 @@ class FunctionBuilder:
             flows.append(Forget(forgotten))
         for target in targets:
             self.record_targets(target, node, context.loops)
-            if (
-                isinstance(node, ast.Assign)
-                and isinstance(value, ast.Call)
-                and names.is_optimizer_constructor(value)
-            ):
+            if isinstance(node, ast.Assign) and isinstance(value, ast.Call) and self.builds_optimizer(value):
                 path = names.path_of(target)
                 if path:
                     register = Register(
@@ -860,7 +860,7 @@ class FunctionBuilder:
                 return path
             # `train(model, SGD(model.parameters()))`: the object exists only in this call
             path = f"<argument {argument.lineno}:{argument.col_offset}>"
-            if isinstance(argument, ast.Call) and names.is_optimizer_constructor(argument):
+            if isinstance(argument, ast.Call) and self.builds_optimizer(argument):
                 registers.append(
                     Register(path, self.parameter_sources(argument), names.callee_name(argument) == "LBFGS")
                 )

@@ -213,7 +213,11 @@ def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
             return "profiler"
         if callee in ("prepare", "setup", "setup_optimizers") and len(value.args) == 1:
             return value_kind(value.args[0], kinds)
+        if kinds.get(names.path_of(value.func) or "") == "optimizer_class":
+            return "optimizer"  # `optimizer = optimizer_class(params)`
         return None
+    if is_optimizer_class(value):
+        return "optimizer_class"
     path = names.path_of(value)
     if path is None:
         return None
@@ -241,6 +245,15 @@ def divides_by_accumulation(argument: ast.keyword) -> bool:
         return False
     value = argument.value
     return not (isinstance(value, ast.Constant) and value.value == 1)
+
+
+def is_optimizer_class(value: ast.expr) -> bool:
+    """`torch.optim.AdamW`, `bnb.optim.AdamW8bit`, or one of them chosen at run time
+    (`torch.optim.AdamW if args.fused else bnb.optim.AdamW8bit`): a class, not yet an optimizer."""
+    if isinstance(value, ast.IfExp):
+        return is_optimizer_class(value.body) and is_optimizer_class(value.orelse)
+    path = names.path_of(value)
+    return path is not None and names.last_name(path) in names.OPTIMIZER_CONSTRUCTORS and path[:1] != "_"
 
 
 def scan_kinds(body: list[ast.stmt], kinds: dict[str, str], only_self: bool = False) -> None:
