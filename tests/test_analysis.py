@@ -13,6 +13,22 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "a transformers Trainer override that only backpropagates leaves the step to the Trainer": """
+class WeightedTrainer(Seq2SeqTrainer):
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        model.train()
+        loss = self.compute_loss(model, inputs) * self.weight
+        self.accelerator.backward(loss)
+        return loss.detach()
+""",
+    "a transformers Trainer override that clears the model after its backward discards it": """
+class CleanTrainer(Trainer):
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = self.compute_loss(model, inputs)
+        self.accelerator.backward(loss)
+        self.optimizer.zero_grad()  # GL103
+        return loss.detach()
+""",
     "an optimizer built from a class chosen at run time is an optimizer (item 1 of issue 15)": """
 optimizer_class = bnb.optim.AdamW8bit if args.use_8bit_adam else torch.optim.AdamW
 g = optimizer_class(model.parameters(), lr=1e-4)

@@ -133,7 +133,19 @@ class FunctionBuilder:
             for node in walk_flow(body):
                 if isinstance(node, Exit) and node.kind == "return":
                     node.kind = "continue"
-            framework.body = Seq([*self.fresh_registers.pop(framework, []), *body.items])
+            items: list[Flow] = list(body.items)
+            if self.steps_after_training_step():
+                # transformers' Trainer steps and clears after each training_step (one accumulation
+                # step assumed: a larger count is not visible here), however the override leaves it
+                site = Site(location_of(self.function, self.lines), "self.optimizer.step()")  # the Trainer's
+                after = Seq(
+                    [
+                        Event(EventKind.STEP, site, "self.optimizer", "optimizer", loops=(framework,)),
+                        Event(EventKind.CLEAR, site, "self.optimizer", "optimizer"),
+                    ]
+                )
+                items = [Try([Seq(items)], [], Seq(), after)]
+            framework.body = Seq([*self.fresh_registers.pop(framework, []), *items])
             framework.accumulates = framework.accumulates or any(
                 e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(body)
             )
@@ -147,13 +159,15 @@ class FunctionBuilder:
     def framework_loop(self) -> Loop | None:
         """Lightning's `training_step` under manual optimization (`self.automatic_optimization =
         False`, `self.manual_backward(loss)`): the trainer calls it once per batch with a growing
-        `batch_idx`, so a clear there runs every batch and a step under `batch_idx % n` every n."""
+        `batch_idx`, so a clear there runs every batch and a step under `batch_idx % n` every n.
+        Likewise a transformers `Trainer` subclass's `training_step(self, model, inputs)`, after
+        which the Trainer steps."""
         function = self.function
         if (
             not isinstance(function, FunctionNode)
             or function.name != "training_step"
             or self.class_info is None
-            or not self.manual_optimization(self.class_info)
+            or not (self.manual_optimization(self.class_info) or self.steps_after_training_step())
         ):
             return None
         loops = (ast.For, ast.AsyncFor, ast.While)
@@ -165,10 +179,23 @@ class FunctionBuilder:
         ):
             return None  # a return that leaves an inner loop too: no `continue` says that
         params = parameters(function)[1:3]
-        header = f"for {', '.join(reversed(params))} in the trainer's batches" if params else "the trainer's loop"
+        header = "the trainer's loop"
+        if params:
+            header = f"for {', '.join(reversed(params))} in the trainer's batches"
         loop = Loop(Seq(), LoopSite(location_of(function, self.lines), header, ""), "repeat")
         loop.draws_data = True
         return loop
+
+    def steps_after_training_step(self) -> bool:
+        """An override of transformers' `Trainer.training_step(self, model, inputs, ...)`: its class
+        derives from a `...Trainer`, and the Trainer's loop steps after each call."""
+        function = self.function
+        if not isinstance(function, FunctionNode) or self.class_info is None:
+            return False
+        return parameters(function)[1:3] == ["model", "inputs"] and any(
+            names.last_name(names.path_of(base) or "").endswith("Trainer")
+            for base in self.class_info.node.bases
+        )
 
     def manual_optimization(self, info) -> bool:
         """The module optimizes by hand: it turns automatic optimization off, or calls manual_backward."""
@@ -204,7 +231,8 @@ class FunctionBuilder:
 
     def builds_optimizer(self, call: ast.Call) -> bool:
         """`torch.optim.AdamW(...)`, or `optimizer_class(...)` of a class chosen at run time."""
-        return names.is_optimizer_constructor(call) or self.kind(names.path_of(call.func)) == "optimizer_class"
+        chosen_class = self.kind(names.path_of(call.func)) == "optimizer_class"
+        return names.is_optimizer_constructor(call) or chosen_class
 
     def is_optimizer(self, path: str | None) -> bool:
         kind = self.kind(path)
@@ -791,7 +819,9 @@ class FunctionBuilder:
         if self.is_optimizer(receiver_path):
             # accelerate gates the prepared optimizer's zero_grad() by the last sync state, wherever it is
             gated = self.index.uses_accumulate
-            return Event(EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=gated, sync_gated=gated)
+            return Event(
+                EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=gated, sync_gated=gated
+            )
         return Event(EventKind.CLEAR, site, receiver_path, "module")
 
     def unknown_call(self, node: ast.Call, callee: str, receiver_path: str | None) -> list[Flow]:
@@ -832,7 +862,7 @@ class FunctionBuilder:
             receiver = names.path_of(func.value)
             if receiver == "self" and self.class_info is not None:
                 return self.index.method(self.class_info, func.attr)
-            if receiver in self.index.self_aliases:  # `d2l.train_epoch(...)` with `d2l = sys.modules[__name__]`
+            if receiver in self.index.self_aliases:  # `d2l.f(...)` with `d2l = sys.modules[__name__]`
                 return self.index.functions.get(func.attr)
             class_name = self.instances.get(receiver or "")
             if class_name in self.index.classes:

@@ -45,8 +45,9 @@ class ModuleIndex:
     instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
     uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
     accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
-    # where accumulation is set for a framework that divides by it: `Accelerator(gradient_accumulation_steps=4)`
-    # (for accelerator.backward) and a DeepSpeed config's `"gradient_accumulation_steps": 4` (for engine.backward)
+    # where accumulation is set for a framework that divides by it: for accelerator.backward,
+    # `Accelerator(gradient_accumulation_steps=4)`; for engine.backward, a DeepSpeed config's
+    # `"gradient_accumulation_steps": 4`
     accelerator_accumulation: ast.keyword | None = None
     engine_accumulation: ast.AST | None = None
     has_gradient_code: bool = False

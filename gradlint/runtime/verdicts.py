@@ -309,7 +309,8 @@ def _steps_scaled_twice(trace: Trace, script: _Script) -> list[Violation]:
         step, count, total = max(seen, key=lambda item: item[1])
         evidence = (
             f"a step summed {count} backward passes of line {line} with losses scaled by {total / count:.3g} "
-            f"each, about 1/{count}²: the update is {total:.3g}x the mean gradient's ({len(seen)} steps like it)"
+            f"each, about 1/{count}²: the update is {total:.3g}x the mean gradient's "
+            f"({len(seen)} steps like it)"
         )
         found.append(Violation("GL304", SCALED_TWICE, line, frozenset(lines), evidence))
     return found
