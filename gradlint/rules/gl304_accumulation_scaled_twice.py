@@ -53,6 +53,10 @@ RULE = Rule(
         "https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation",
         "https://www.deepspeed.ai/docs/config-json/#batch-size-related-parameters",
     ),
+    fix=(
+        "Not auto-fixable: remove the division by the accumulation count from the loss (keep it in what "
+        "the program logs, if it logs the divided value)."
+    ),
     valid=(
         "accelerator = Accelerator(gradient_accumulation_steps=4)\n"
         "for x, y in loader:\n"

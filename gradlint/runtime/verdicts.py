@@ -299,14 +299,16 @@ def _steps_scaled_twice(trace: Trace, script: _Script) -> list[Violation]:
     gradients add up to 1/k of their mean (GL304)."""
     by_line: dict[int, tuple[list[tuple[StepRecord, int, float]], set[int]]] = {}
     for step, fresh, count, total_scale in _accumulated_windows(trace):
-        if not 1 / UNSCALED_SUM <= total_scale * count <= UNSCALED_SUM:
-            continue
-        backward_sites = _backward_sites(trace, set(fresh))
-        main, lines = _where(script, backward_sites, step.sites)
-        _gather(by_line, (main, lines), (step, count, total_scale))
+        where = _where(script, _backward_sites(trace, set(fresh)), step.sites)
+        _gather(by_line, where, (step, count, total_scale))
     found = []
     for line, (seen, lines) in by_line.items():
+        # judged by the line's full window: a last, partial one (2 of 4 micro-batches, each divided by 4)
+        # is short of its count, not divided twice
         step, count, total = max(seen, key=lambda item: item[1])
+        if not 1 / UNSCALED_SUM <= total * count <= UNSCALED_SUM:
+            continue
+        seen = [item for item in seen if item[1] == count]
         evidence = (
             f"a step summed {count} backward passes of line {line} with losses scaled by {total / count:.3g} "
             f"each, about 1/{count}²: the update is {total:.3g}x the mean gradient's "
