@@ -13,6 +13,19 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "a project's own copy of get_linear_schedule_with_warmup builds a scheduler": """
+def get_linear_schedule_with_warmup(optimizer, num_warmup_steps, num_training_steps):
+    return LambdaLR(optimizer, lambda step: min(1.0, step / num_warmup_steps))
+
+
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+warm = get_linear_schedule_with_warmup(optimizer, 10, 100)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    warm.step()  # GL202
+    optimizer.step()
+""",
     "a transformers Trainer override that only backpropagates leaves the step to the Trainer": """
 class WeightedTrainer(Seq2SeqTrainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
