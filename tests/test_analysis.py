@@ -13,6 +13,183 @@ import pytest
 from gradlint.checker import check_source
 
 CASES = {
+    "a project's own copy of get_linear_schedule_with_warmup builds a scheduler": """
+def get_linear_schedule_with_warmup(optimizer, num_warmup_steps, num_training_steps):
+    return LambdaLR(optimizer, lambda step: min(1.0, step / num_warmup_steps))
+
+
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+warm = get_linear_schedule_with_warmup(optimizer, 10, 100)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    warm.step()  # GL202
+    optimizer.step()
+""",
+    "a transformers Trainer override that only backpropagates leaves the step to the Trainer": """
+class WeightedTrainer(Seq2SeqTrainer):
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        model.train()
+        loss = self.compute_loss(model, inputs) * self.weight
+        self.accelerator.backward(loss)
+        return loss.detach()
+""",
+    "a transformers Trainer override that clears the model after its backward discards it": """
+class CleanTrainer(Trainer):
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = self.compute_loss(model, inputs)
+        self.accelerator.backward(loss)
+        self.optimizer.zero_grad()  # GL103
+        return loss.detach()
+""",
+    "an optimizer built from a class chosen at run time is an optimizer (item 1 of issue 15)": """
+optimizer_class = bnb.optim.AdamW8bit if args.use_8bit_adam else torch.optim.AdamW
+g = optimizer_class(model.parameters(), lr=1e-4)
+for x in loader:
+    model(x).mean().backward()  # GL102
+    g.step()
+""",
+    "an optimizer class chosen in an if statement, used in a function": """
+if args.use_8bit_adam:
+    optimizer_cls = bnb.optim.AdamW8bit
+else:
+    optimizer_cls = torch.optim.AdamW
+
+
+def train(model, loader):
+    g = optimizer_cls(model.parameters(), lr=1e-4)
+    for x in loader:
+        model(x).mean().backward()  # GL102
+        g.step()
+""",
+    "learning-rate scheduler factories are known by their names": """
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+policy = build_lr_scheduler(cfg, optimizer)
+restarts = CosineAnnealingWarmRestarts(optimizer, T_0=10)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    policy.step()  # GL202
+    optimizer.step()
+    restarts.step()
+""",
+    "a class from a module named for schedulers is a scheduler": """
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+decay = lr_scheduler.WarmupCosine(optimizer, warmup=100)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    decay.step()  # GL202
+    optimizer.step()
+""",
+    "Lightning manual optimization: training_step is the body of the trainer's batch loop": """
+class LitGan(LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        opt_g, opt_d = self.optimizers()
+        opt_d.zero_grad()
+        self.manual_backward(self.d_loss(batch))  # GL201
+        opt_g.zero_grad()
+        self.manual_backward(self.g_loss(batch))
+        opt_g.step()
+""",
+    "Lightning automatic optimization: training_step only returns the loss": """
+class LitModel(LightningModule):
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(batch)
+        self.log("loss", loss)
+        return loss
+
+    def on_after_backward(self):
+        self.zero_grad()
+""",
+    "Accelerator(gradient_accumulation_steps=1) divides by 1 (item 5 of issue 15)": """
+accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision="bf16")
+model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters()))
+for i, (x, y) in enumerate(loader):
+    loss = loss_fn(model(x), y)
+    accelerator.backward(loss)  # GL301
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "Accelerator(gradient_accumulation_steps=n) divides by n": """
+accelerator = Accelerator(gradient_accumulation_steps=accum_steps)
+model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters()))
+for i, (x, y) in enumerate(loader):
+    loss = loss_fn(model(x), y)
+    accelerator.backward(loss)
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "Fabric's no_backward_sync does not gate the clear: one per micro-batch discards": """
+fabric = Fabric(devices=2)
+model, optimizer = fabric.setup(model, torch.optim.AdamW(model.parameters()))
+for i, (x, y) in enumerate(loader):
+    with fabric.no_backward_sync(model, enabled=(i + 1) % accum_steps != 0):
+        optimizer.zero_grad()  # GL103
+        fabric.backward(loss_fn(model(x), y) / accum_steps)
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+""",
+    "a weight on one term of the loss does not scale it (item 9 of issue 15)": """
+for i, (x, y) in enumerate(loader):
+    loss = mse(model(x), y) + 0.01 * reg(model)
+    loss.backward()  # GL301
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a division on the other arm of an if does not scale this backward's loss": """
+for i, (x, y) in enumerate(loader):
+    if args.distill:
+        loss = mse(model(x), y) / accum_steps
+        loss.backward()
+    else:
+        loss = mse(model(x), y)
+        loss.backward()  # GL301
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a division in an earlier if still reaches the backward after it": """
+for i, (x, y) in enumerate(loader):
+    loss = mse(model(x), y)
+    if accum_steps > 1:
+        loss = loss / accum_steps
+    loss.backward()
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+    "a profiler's step() is no optimizer step (item 7 of issue 15)": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+with torch.profiler.profile(schedule=torch.profiler.schedule(wait=1, active=2)) as p:
+    for x, y in loader:
+        loss_fn(model(x), y).backward()  # GL102
+        optimizer.step()
+        p.step()
+""",
+    "a curriculum's step() does not stand in for the deleted optimizer step": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+curriculum = make_curriculum(dataset)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()  # GL201
+    curriculum.step()
+""",
+    "a step() of an object of unknown role may still be the optimizer's": """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+updater = make_updater(optimizer)
+for x, y in loader:
+    optimizer.zero_grad()
+    loss_fn(model(x), y).backward()
+    updater.step()
+""",
     "unknown optimizer method (SAM) is the optimizer's business": """
 optimizer = SAM(model.parameters(), torch.optim.SGD, lr=0.1)
 for x, y in loader:

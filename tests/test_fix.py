@@ -36,6 +36,9 @@ NOT_FIXED = {
     "bug_GL103_accelerate_model_zero_grad": "the clear already follows the step: the fix is another clear",
     "bug_GL103_helper_clears_after_logging": "the clear is in a helper, the step in its caller",
     "bug_GL301_loss_handed_to_backward_helper": "the backward is in a helper, the loop and the step in its caller",
+    "bug_GL101_module_calls_itself_through_alias": "the clear is in the caller, the step in the helper",
+    "bug_GL103_transformers_training_step_clears_after_backward": "the step is the Trainer's, after the "
+    "override returns: the fix is to delete the clear",
 }
 
 

@@ -29,12 +29,15 @@ from gradlint.analysis.flow import (
     prune,
     walk_events,
 )
+from gradlint.analysis.flow import walk as walk_flow
 from gradlint.analysis.nodes import children, walk
 from gradlint.analysis.program import ClassRef, Program
-from gradlint.analysis.scope import MANUAL, location_of, scan_instances, scan_kinds
+from gradlint.analysis.scope import MANUAL, location_of, scan_instances, scan_kinds, value_kind
 from gradlint.analysis.shapes import (
     FunctionNode,
+    ArmPath,
     accumulation_bound,
+    arm_paths,
     assigned_names,
     assigned_paths,
     assumptions,
@@ -52,6 +55,7 @@ from gradlint.analysis.shapes import (
     keyword,
     local_names,
     module_statements,
+    on_other_arms,
     own_statements,
     parameters,
     parameters_owner,
@@ -98,6 +102,10 @@ class FunctionBuilder:
         self.callees: set[ast.AST] = set()
         self.closures: set[ast.AST] = set()  # functions this one passes to `optimizer.step(closure)`
         self.backwards: list[Event] = []
+        self.backward_calls: dict[Event, ast.Call] = {}
+        # backwards through a framework set to divide by the accumulation count -> where it is set
+        self.framework_divisions: dict[Event, ast.AST] = {}
+        self.arms: dict[ast.stmt, ArmPath] | None = None  # built when a backward's loss is looked up
         # whether a flow holds a STEP, asked of every arm of every `if`: remembered, so that a chain
         # of n `elif`s (each nested in the last one's else) is read once, not n times
         self.steps_inside: dict[Flow, bool] = {}
@@ -118,6 +126,8 @@ class FunctionBuilder:
                 self.kinds.setdefault(param, "optimizer")
             elif names.is_scaler_name(param):
                 self.kinds.setdefault(param, "scaler")
+            elif names.is_fabric_name(param):
+                self.kinds.setdefault(param, "fabric")
             elif names.is_accelerator_name(param):
                 self.kinds.setdefault(param, "accelerator")
         self.locals = local_names(function) if function is not None else assigned_names(body)
@@ -128,10 +138,96 @@ class FunctionBuilder:
         return self.function.body
 
     def build(self) -> Flow:
-        flow = self.block(self.body(), Context(), top=True)
+        framework = self.framework_loop()
+        if framework is None:
+            flow: Flow = self.block(self.body(), Context(), top=True)
+        else:
+            # the framework calls this once per batch: its body is the body of that loop, and
+            # leaving it (`return loss`) ends one iteration
+            body = self.block(self.body(), Context(loops=(framework,)), top=True)
+            for node in walk_flow(body):
+                if isinstance(node, Exit) and node.kind == "return":
+                    node.kind = "continue"
+            items: list[Flow] = list(body.items)
+            if self.steps_after_training_step():
+                # transformers' Trainer steps and clears after each training_step (one accumulation
+                # step assumed: a larger count is not visible here), however the override leaves it
+                site = Site(location_of(self.function, self.lines), "self.optimizer.step()")  # the Trainer's
+                after = Seq(
+                    [
+                        Event(EventKind.STEP, site, "self.optimizer", "optimizer", loops=(framework,)),
+                        Event(EventKind.CLEAR, site, "self.optimizer", "optimizer"),
+                    ]
+                )
+                items = [Try([Seq(items)], [], Seq(), after)]
+            framework.body = Seq([*self.fresh_registers.pop(framework, []), *items])
+            framework.accumulates = framework.accumulates or any(
+                e.kind is EventKind.STEP and is_accumulation_guard(e.guard) for e in walk_events(body)
+            )
+            flow = Seq([framework])
         for event in self.backwards:
             self.finish_backward(event)
+        for event, setting in self.framework_divisions.items():
+            self.find_second_division(event, setting)
         return prune(flow) or Seq()
+
+    def framework_loop(self) -> Loop | None:
+        """Lightning's `training_step` under manual optimization (`self.automatic_optimization =
+        False`, `self.manual_backward(loss)`): the trainer calls it once per batch with a growing
+        `batch_idx`, so a clear there runs every batch and a step under `batch_idx % n` every n.
+        Likewise a transformers `Trainer` subclass's `training_step(self, model, inputs)`, after
+        which the Trainer steps."""
+        function = self.function
+        if (
+            not isinstance(function, FunctionNode)
+            or function.name != "training_step"
+            or self.class_info is None
+            or not (self.manual_optimization(self.class_info) or self.steps_after_training_step())
+        ):
+            return None
+        loops = (ast.For, ast.AsyncFor, ast.While)
+        if any(
+            isinstance(inner, ast.Return)
+            for statement in own_statements(function.body)
+            if isinstance(statement, loops)
+            for inner in own_statements(statement.body)
+        ):
+            return None  # a return that leaves an inner loop too: no `continue` says that
+        params = parameters(function)[1:3]
+        header = "the trainer's loop"
+        if params:
+            header = f"for {', '.join(reversed(params))} in the trainer's batches"
+        loop = Loop(Seq(), LoopSite(location_of(function, self.lines), header, ""), "repeat")
+        loop.draws_data = True
+        return loop
+
+    def steps_after_training_step(self) -> bool:
+        """An override of transformers' `Trainer.training_step(self, model, inputs, ...)`: its class
+        derives from a `...Trainer`, and the Trainer's loop steps after each call."""
+        function = self.function
+        if not isinstance(function, FunctionNode) or self.class_info is None:
+            return False
+        return parameters(function)[1:3] == ["model", "inputs"] and any(
+            names.last_name(names.path_of(base) or "").endswith("Trainer")
+            for base in self.class_info.node.bases
+        )
+
+    def manual_optimization(self, info) -> bool:
+        """The module optimizes by hand: it turns automatic optimization off, or calls manual_backward."""
+        for method in info.methods.values():
+            for statement in own_statements(method.body):
+                if (
+                    isinstance(statement, ast.Assign)
+                    and isinstance(statement.value, ast.Constant)
+                    and statement.value.value is False
+                    and any(names.path_of(t) == "self.automatic_optimization" for t in statement.targets)
+                ):
+                    return True
+        training_step = info.methods.get("training_step")
+        return training_step is not None and any(
+            isinstance(node, ast.Call) and names.callee_name(node) == "manual_backward"
+            for node in walk(training_step)
+        )
 
     # --- who is who -------------------------------------------------------------------------
     def kind(self, path: str | None) -> str | None:
@@ -163,6 +259,11 @@ class FunctionBuilder:
                 return self.outer_kinds[owner]
             owner = self.index.owner.get(owner)
         return None
+
+    def builds_optimizer(self, call: ast.Call) -> bool:
+        """`torch.optim.AdamW(...)`, or `optimizer_class(...)` of a class chosen at run time."""
+        chosen_class = self.kind(names.path_of(call.func)) == "optimizer_class"
+        return names.is_optimizer_constructor(call) or chosen_class
 
     def is_optimizer(self, path: str | None) -> bool:
         kind = self.kind(path)
@@ -401,6 +502,10 @@ class FunctionBuilder:
                 )
             if item.optional_vars is not None:
                 self.record_targets(item.optional_vars, call, context.loops)
+                held = names.path_of(item.optional_vars)
+                kind = value_kind(call, self.kinds) if held else None
+                if held and kind:  # `with torch.profiler.profile(...) as prof:`
+                    self.kinds.setdefault(held, kind)
         if gated:
             if context.loops:
                 context.loops[-1].accumulates = True
@@ -439,11 +544,7 @@ class FunctionBuilder:
             self.record_targets(target, node, context.loops)
             if built is not None and isinstance(node, ast.Assign) and (path := names.path_of(target)):
                 flows.append(Instance(path, built))
-            if (
-                isinstance(node, ast.Assign)
-                and isinstance(value, ast.Call)
-                and names.is_optimizer_constructor(value)
-            ):
+            if isinstance(node, ast.Assign) and isinstance(value, ast.Call) and self.builds_optimizer(value):
                 path = names.path_of(target)
                 if path:
                     register = Register(
@@ -623,7 +724,7 @@ class FunctionBuilder:
                 receiver_path is not None
                 and (
                     receiver_path.endswith("autograd")
-                    or self.kind(receiver_path) in ("accelerator", "engine", "optimizer", "lbfgs")
+                    or self.kind(receiver_path) in ("accelerator", "fabric", "engine", "optimizer", "lbfgs")
                     or names.is_accelerator_name(receiver_path)
                     or names.is_engine_name(receiver_path)
                     or names.is_optimizer_name(receiver_path)
@@ -632,13 +733,17 @@ class FunctionBuilder:
         )
         if takes_loss:
             loss = node.args[0] if node.args else keyword(node, "loss") or keyword(node, "tensors")
+            setting: ast.AST | None = None
             if receiver_path and (
                 self.kind(receiver_path) == "engine" or names.is_engine_name(receiver_path)
             ):
                 target, path, scaled = "engine", receiver_path, True
-            elif receiver_path and self.role(receiver_path, "accelerator", names.is_accelerator_name):
+                setting = self.index.engine_accumulation
+            elif receiver_path and self.role(receiver_path, "accelerator", divides_like_accelerate):
                 # divides by gradient_accumulation_steps, which is 1 unless the Accelerator was given it
+                # (Fabric's backward does not divide at all)
                 scaled = self.index.accelerator_scales or context.accumulating
+                setting = self.index.accelerator_accumulation
         elif isinstance(loss, ast.Call) and names.callee_name(loss) == "scale" and loss.args:
             scaler = names.path_of(loss.func.value) if isinstance(loss.func, ast.Attribute) else None
             if scaler is not None and self.role(scaler, "scaler", names.is_scaler_name):
@@ -664,6 +769,9 @@ class FunctionBuilder:
         else:
             event.scaled = True
         self.backwards.append(event)
+        self.backward_calls[event] = node
+        if takes_loss and setting is not None:
+            self.framework_divisions[event] = setting
         return event
 
     def finish_backward(self, event: Event) -> None:
@@ -675,6 +783,8 @@ class FunctionBuilder:
         event.loss_assigned = bool(assignments)
         event.loss_loops = frozenset(loop for _, loops in assignments for loop in loops)
         for node, _ in assignments:
+            if self.on_other_arm(node, event):
+                continue  # `if a: loss = x / n ... else: loss = y; loss.backward()`: not this loss
             if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Div, ast.Mult)):
                 event.scaled = True
             value = getattr(node, "value", None)
@@ -718,6 +828,62 @@ class FunctionBuilder:
             arguments[param] = argument
         arguments.update({k.arg: k.value for k in node.keywords if k.arg in params})
         return arguments
+
+    def find_second_division(self, event: Event, setting: ast.AST) -> None:
+        """`accelerator.backward(loss / args.gradient_accumulation_steps)` with the Accelerator given
+        gradient_accumulation_steps: the framework divides, and so does the code (GL304)."""
+        call = self.backward_calls[event]
+        loss = call.args[0] if call.args else keyword(call, "loss")
+        division = accumulation_division(loss) if loss is not None else None
+        name = event.loss_name
+        if division is None and name is not None and name not in self.params:
+            for node, _ in self.assignments.get(name, []):
+                if self.on_other_arm(node, event):
+                    continue
+                if (
+                    isinstance(node, ast.AugAssign)
+                    and isinstance(node.op, ast.Div)
+                    and names_accumulation_count(node.value)
+                ):
+                    division = node
+                elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                    division = accumulation_division(node.value)
+                if division is not None:
+                    break
+        if division is None:
+            return
+        divisor = division.value if isinstance(division, ast.AugAssign) else division.right
+        assert isinstance(divisor, ast.expr)
+        if isinstance(setting, ast.keyword):
+            framework = Site(
+                location_of(setting, self.lines), f"{setting.arg}={names.segment(self.lines, setting.value)}"
+            )
+        else:  # the DeepSpeed config's "gradient_accumulation_steps" key
+            assert isinstance(setting, ast.expr)
+            framework = self.site(setting)
+        event.scaled_twice = (self.site(division), framework, names.segment(self.lines, divisor))
+
+    def on_other_arm(self, assignment: ast.AST, event: Event) -> bool:
+        """Whether an assignment and a backward are in different arms of one `if`."""
+        call = self.backward_calls.get(event)
+        if call is None or not isinstance(assignment, ast.stmt):
+            return False
+        if self.arms is None:
+            self.arms = arm_paths(self.body())
+        if assignment not in self.arms:
+            return False
+        position = (call.lineno, call.col_offset)
+        around = [
+            statement
+            for statement in self.arms
+            if (statement.lineno, statement.col_offset)
+            <= position
+            <= (statement.end_lineno or statement.lineno, statement.end_col_offset or 0)
+        ]
+        if not around:
+            return False
+        innermost = max(around, key=lambda statement: (statement.lineno, statement.col_offset))
+        return on_other_arms(self.arms[assignment], self.arms[innermost])
 
     def returns_scaled(self, value: ast.expr) -> bool:
         """`loss = compute_loss(...)` where compute_loss (same module) returns `loss / n`."""
@@ -795,6 +961,11 @@ class FunctionBuilder:
                 Event(EventKind.STEP, site, receiver_path, "engine", loops=context.loops),
                 Event(EventKind.CLEAR, site, receiver_path, "engine"),
             ]
+        if not self.is_optimizer(receiver_path) and (
+            self.kind(receiver_path) == "profiler"
+            or (receiver_path is not None and names.is_not_optimizer_stepper(receiver_path))
+        ):
+            return []  # a profiler's, an EMA helper's, a curriculum's step: no optimizer's
         target = "optimizer" if self.is_optimizer(receiver_path) else "maybe_optimizer"
         event = Event(EventKind.STEP, site, receiver_path, target, guard=context.guard, loops=context.loops)
         event.has_arguments = bool(node.args or node.keywords)
@@ -822,8 +993,9 @@ class FunctionBuilder:
             return Event(EventKind.CLEAR, site, receiver_path, "engine")
         if self.is_optimizer(receiver_path):
             # accelerate gates the prepared optimizer's zero_grad() by the last sync state, wherever it is
+            gated = self.index.uses_accumulate
             return Event(
-                EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=self.index.uses_accumulate
+                EventKind.CLEAR, site, receiver_path, "optimizer", on_purpose=gated, sync_gated=gated
             )
         return Event(EventKind.CLEAR, site, receiver_path, "module")
 
@@ -848,7 +1020,7 @@ class FunctionBuilder:
             return []
         if receiver_path and names.words(names.last_name(receiver_path)) & harmless:
             return []
-        if receiver_path and self.kind(receiver_path) in ("scheduler", "scaler", "accelerator"):
+        if receiver_path and self.kind(receiver_path) in ("scheduler", "scaler", "accelerator", "fabric"):
             return []
         return [Event(EventKind.UNKNOWN, self.site(node), arguments=tuple(arguments))]
 
@@ -874,6 +1046,8 @@ class FunctionBuilder:
             own_class = ClassRef(self.class_info, self.module) if self.class_info is not None else None
             if receiver == "self" and own_class is not None:
                 return self.program.method(own_class, func.attr)
+            if receiver in self.index.self_aliases:  # `d2l.f(...)` with `d2l = sys.modules[__name__]`
+                return self.index.functions.get(func.attr)
             if is_super(func.value) and own_class is not None:
                 return self.program.base_method(own_class, func.attr)
             instance = self.instance_class(receiver)
@@ -949,7 +1123,7 @@ class FunctionBuilder:
                 return path
             # `train(model, SGD(model.parameters()))`: the object exists only in this call
             path = f"<argument {argument.lineno}:{argument.col_offset}>"
-            if isinstance(argument, ast.Call) and names.is_optimizer_constructor(argument):
+            if isinstance(argument, ast.Call) and self.builds_optimizer(argument):
                 registers.append(
                     Register(path, self.parameter_sources(argument), names.callee_name(argument) == "LBFGS")
                 )
@@ -1221,6 +1395,36 @@ def split_root_name(path: str) -> str:
 
 def is_super(node: ast.expr) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
+
+
+def accumulation_division(loss: ast.expr) -> ast.BinOp | None:
+    """`loss / gradient_accumulation_steps`, `(loss / accum).mean()`: the loss itself divided by a
+    name that says accumulation count."""
+    node: ast.AST = loss
+    while True:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            return node if names_accumulation_count(node.right) else None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            node = node.func.value
+        elif isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        else:
+            return None
+
+
+def names_accumulation_count(divisor: ast.expr) -> bool:
+    """`args.gradient_accumulation_steps`, `accum_steps`, `config["gradient_accumulation_steps"]`."""
+    return names.has_word(divisor, names.ACCUMULATION_WORDS) or any(
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and bool(names.words(node.value) & names.ACCUMULATION_WORDS)
+        for node in walk(divisor)
+    )
+
+
+def divides_like_accelerate(path: str) -> bool:
+    """An accelerator by its name, and not Lightning Fabric's (`fabric.backward` does not divide)."""
+    return names.is_accelerator_name(path) and not names.is_fabric_name(path)
 
 
 def selects_parameters(node: ast.If, parameter_loops: dict[str, str]) -> bool:

@@ -75,6 +75,16 @@ class UnscaledAccumulation:
 
 
 @dataclass(frozen=True)
+class ScaledTwice:
+    """The framework divides the loss by the accumulation count, and the code divides it again."""
+
+    backward: Site  # `accelerator.backward(loss)`, `engine.backward(loss)`
+    division: Site  # `loss / args.gradient_accumulation_steps`
+    framework: Site  # `Accelerator(gradient_accumulation_steps=...)`, the DeepSpeed config's entry
+    count: str  # the divisor as written
+
+
+@dataclass(frozen=True)
 class SchedulerBeforeStep:
     """A scheduler stepped before its optimizer's step in the same iteration of `loop`."""
 
@@ -137,6 +147,7 @@ class Facts:
     discarded: set[DiscardedGradients] = field(default_factory=set)
     unapplied: set[UnappliedBackward] = field(default_factory=set)
     unscaled: set[UnscaledAccumulation] = field(default_factory=set)
+    scaled_twice: set[ScaledTwice] = field(default_factory=set)
     scheduler_before_step: set[SchedulerBeforeStep] = field(default_factory=set)
     step_before_backward: set[StepBeforeBackward] = field(default_factory=set)
     scaled_steps: set[ScaledStep] = field(default_factory=set)

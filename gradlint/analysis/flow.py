@@ -31,6 +31,9 @@ class Event:
     loss_assigned: bool = False
     scaled_here: bool = False  # a loss the function was handed (loss_is_param): scaled in the function itself
     loops: tuple[Loop, ...] = ()  # static loops around the event in its function
+    # the framework divides by the accumulation count and so does the loss: (its division, the
+    # framework's setting, the divisor as written)
+    scaled_twice: tuple[Site, Site, str] | None = None
     # STEP
     guard: ast.expr | None = None  # the innermost `if` test around the event
     closure: Flow | None = None  # `optimizer.step(closure)`: the closure's flow runs inside the step
@@ -40,6 +43,9 @@ class Event:
     # CLEAR that throws gradients away on purpose: it skips the step (`zero_grad(); continue` on a
     # NaN loss), or accelerate gates it (the prepared optimizer's zero_grad between sync steps)
     on_purpose: bool = False
+    # ... because accelerate gates it: between sync steps it does nothing, and after one it clears what
+    # the step applied; either way it is no use of the gradients (with no step, GL201 still holds)
+    sync_gated: bool = False
     # The GradScaler involved: `scaler.scale(loss).backward()`, `scaler.step(o)`, `scaler.unscale_(o)`,
     # `scaler.update()`; None for everything else
     scaler: str | None = None

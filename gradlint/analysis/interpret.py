@@ -28,6 +28,7 @@ from gradlint.analysis.facts import (
     DiscardedGradients,
     Facts,
     LoopSite,
+    ScaledTwice,
     StaleStep,
     UnappliedBackward,
     UnscaledAccumulation,
@@ -303,6 +304,10 @@ class RootInterpreter(OrderInterpreter):
         self.consumed: set[Event] = set()
         self.seen: dict[Event, tuple[Loop, ...]] = {}
         self.discarded_by: dict[Event, Event] = {}
+        # backwards an accelerate-gated clear dropped: with a step somewhere, that is how accumulation
+        # works; with none at all (the step deleted), they were never applied
+        self.gate_dropped: set[Event] = set()
+        self.stepped = False
         self.facts = Facts()
 
     def run(self) -> None:
@@ -322,6 +327,7 @@ class RootInterpreter(OrderInterpreter):
         target.discarded |= self.facts.discarded
         target.unapplied |= self.facts.unapplied
         target.unscaled |= self.facts.unscaled
+        target.scaled_twice |= self.facts.scaled_twice
         target.scheduler_before_step |= self.facts.scheduler_before_step
         target.step_before_backward |= self.facts.step_before_backward
         target.scaled_steps |= self.facts.scaled_steps
@@ -599,7 +605,10 @@ class RootInterpreter(OrderInterpreter):
         if key is None:
             return state
         if register.drives is not None:
-            self.schedules[key] = self.resolve(register.drives, frame)
+            driven = self.resolve(register.drives, frame)
+            self.schedules[key] = driven
+            if driven is not None:
+                self.optimizers.add(driven)  # a scheduler is built on an optimizer, wherever that came from
             return state
         self.optimizers.add(key)
         if register.lbfgs:
@@ -696,6 +705,9 @@ class RootInterpreter(OrderInterpreter):
         else:
             keys = set(state) - self.engines
         self.seen.setdefault(event, frame.loops)
+        if event.scaled_twice is not None:
+            division, framework, count = event.scaled_twice
+            self.facts.scaled_twice.add(ScaledTwice(event.site, division, framework, count))
         if any(v.unknown for key in keys for v in state[key]) or not keys:
             self.consumed.add(event)
         return self.update(state, keys, lambda v: self.add_backward(v, event, frame))
@@ -751,6 +763,7 @@ class RootInterpreter(OrderInterpreter):
         return self.loop(loop, state, frame).normal or state
 
     def apply_step(self, event: Event, key: str, state: State, frame: Frame) -> State:
+        self.stepped = True
         state = self.order_at_step(event, key, state, frame)
         display = event.path if event.target != "manual" else "parameters"
         assert display is not None  # step() resolved the path to `key`, and None resolves to None
@@ -846,6 +859,11 @@ class RootInterpreter(OrderInterpreter):
             self.facts.accumulations.add(Accumulation(display, backward.site, event.site, loop.site, count))
 
     def clear(self, event: Event, state: State, frame: Frame) -> State:
+        if event.target == "optimizer":
+            # cleared as an optimizer: one, even with no step left (a factory's, a parameter, `self.opt`)
+            cleared = self.resolve(event.path, frame)
+            if cleared is not None:
+                self.optimizers.add(cleared)
         if event.target in ("optimizer", "maybe_optimizer") and frame.gated:
             return state
         keys = self.grad_keys(event, state, frame)
@@ -889,7 +907,10 @@ class RootInterpreter(OrderInterpreter):
         # A step's closure clears, then computes the gradients that step applies, whoever calls it
         # (`val_loss = closure()` for a plateau scheduler): what it clears was not meant for a step.
         if value.unknown or event.on_purpose or frame.function in self.analysis.closures:
-            self.consumed |= value.backwards  # dropped on purpose is not forgotten (GL201)
+            if event.sync_gated:
+                self.gate_dropped |= value.backwards  # a use of them only if some step runs
+            else:
+                self.consumed |= value.backwards  # dropped on purpose is not forgotten (GL201)
             return Grad(
                 clear=(event, frame.loops),
                 discarded=value.discarded,
@@ -979,6 +1000,7 @@ class RootInterpreter(OrderInterpreter):
             if (
                 not loops
                 or backward in self.consumed
+                or (self.stepped and backward in self.gate_dropped)
                 or backward.target == "engine"
                 or backward.site in starved
             ):

@@ -107,6 +107,9 @@ class ModeAnalysis:
         self.trained: set[str] = set()  # models whose parameters an optimizer gets, or put in train()
         # the same, by name, for what runs where this analysis does not go (`__init__`)
         self.trained_names = {names.last_name(path) for path in trained_paths(tree)}
+        # a frozen module in eval mode is not training in eval mode (`text_encoder.train(False)` next to
+        # `text_encoder.requires_grad_(False)`): whatever backward runs, it gets no gradient to learn from
+        self.frozen_names = {names.last_name(path) for path in frozen_paths(tree)}
         self.train_sites: dict[str, Site] = {}
         self.found: set[EvalDuringTraining] = set()
         self.memo: dict[tuple, State] = {}
@@ -280,6 +283,10 @@ class ModeAnalysis:
             and receiver.split(".", 1)[0] in names.PURE_MODULES
         ):
             return state
+        if may_restore_train_mode(node):
+            # `fabric.call("on_validation_model_train")`, `self.on_train_epoch_start()`: a framework hook
+            # that may put any model back in train mode
+            return {k: frozenset({Mode("unknown")}) for k in state}
         for argument in (*node.args, *(k.value for k in node.keywords)):
             state = self.forget(state, self.key(names.path_of(argument), frame))
         return state
@@ -299,6 +306,8 @@ class ModeAnalysis:
     def check_backward(self, node: ast.Call, state: State, frame: Frame) -> None:
         site = Site(location_of(node, self.lines), names.segment(self.lines, node))
         for key, values in state.items():
+            if names.last_name(display(key)) in self.frozen_names:
+                continue
             trained = names.last_name(display(key)) in self.trained_names
             if not trained and not any(is_part(key, t) or is_part(t, key) for t in self.trained):
                 continue
@@ -408,6 +417,39 @@ def trained_paths(tree: ast.Module) -> set[str]:
         if mode_call(node) == "train" or (
             node.func.attr in ("parameters", "named_parameters") and path != "self"
         ):
+            found.add(path)
+    return found
+
+
+def may_restore_train_mode(call: ast.Call) -> bool:
+    """A hook named for training (`self.on_train_epoch_start()`), or a call naming one
+    (`fabric.call("on_validation_model_train")`)."""
+    callee_words = names.words(names.callee_name(call))
+    if "train" in callee_words and callee_words & {"on", "hook", "hooks"}:
+        return True
+    return any(
+        isinstance(argument, ast.Constant)
+        and isinstance(argument.value, str)
+        and "train" in names.words(argument.value)
+        for argument in (*call.args, *(k.value for k in call.keywords))
+    )
+
+
+def frozen_paths(tree: ast.Module) -> set[str]:
+    """`m` in `m.requires_grad_(False)` anywhere in the module."""
+    found: set[str] = set()
+    for node in walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "requires_grad_"
+        ):
+            continue
+        argument = node.args[0] if node.args else next(
+            (k.value for k in node.keywords if k.arg == "requires_grad"), None
+        )
+        path = names.path_of(module_itself(node.func.value))
+        if path is not None and isinstance(argument, ast.Constant) and argument.value is False:
             found.add(path)
     return found
 

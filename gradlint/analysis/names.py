@@ -16,6 +16,13 @@ SCHEDULER_WORDS = {"sched", "scheduler", "schedulers", "warmup", "swa", "plateau
 SCALER_WORDS = {"scaler", "grad_scaler", "gradscaler"}
 ACCELERATOR_WORDS = {"accelerator", "fabric"}
 ENGINE_WORDS = {"engine", "deepspeed", "ds"}
+# Objects with a `step()` of their own that applies no gradients: a profiler's next phase, an EMA
+# helper's average, a curriculum's next stage, a progress bar, an environment.
+NOT_OPTIMIZER_STEP_WORDS = {
+    "prof", "profiler", "ema", "curriculum", "timer", "pbar", "progress", "sampler", "meter", "tracker",
+    "env", "envs", "environment", "simulator", "annealer", "averager",
+}  # fmt: skip
+PROFILER_CONSTRUCTORS = {"profile", "profiler"}
 
 # Constructors whose result is an optimizer (torch.optim and well-known third-party ones).
 OPTIMIZER_CONSTRUCTORS = {
@@ -61,6 +68,9 @@ OPTIMIZER_CONSTRUCTORS = {
 SCHEDULER_CONSTRUCTOR = re.compile(
     r"(LR|Scheduler|Schedule|schedule_with_warmup|get_scheduler|LROnPlateau)$|^get_.*schedule"
 )
+SCHEDULER_CLASSES = {"CosineAnnealingWarmRestarts"}
+SCHEDULER_FACTORY_VERBS = {"get", "create", "build", "make", "init", "setup", "configure", "construct"}
+SCHEDULER_NOUNS = {"scheduler", "schedulers", "schedule", "sched"}
 SCALER_CONSTRUCTORS = {"GradScaler", "ShardedGradScaler", "NativeScaler", "NativeScalerWithGradNormCount"}
 SCALER_METHODS = {"scale", "unscale_", "step", "update"}
 DATA_WORDS = {
@@ -165,7 +175,9 @@ OPTIMIZER_READS = {
     "state_dict", "load_state_dict", "add_param_group", "register_step_pre_hook", "register_step_post_hook",
 }
 GRADIENT_ATTRIBUTES = {"backward", "manual_backward", "zero_grad", "step", "grad"}
-ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad", "no_backward_sync"}
+# accelerate's accumulate(): the prepared optimizer is gated and accelerator.backward divides. Not
+# Fabric's no_backward_sync(), which only skips the all-reduce, as DDP's no_sync() does.
+ACCUMULATE_CONTEXTS = {"accumulate", "accumulate_grad"}
 CLIPS = {"clip_grad_norm_", "clip_grad_value_", "clip_grad_norm"}
 # fmt: on
 
@@ -219,8 +231,18 @@ def is_scaler_name(path: str) -> bool:
     return "scaler" in words(name) or name in SCALER_WORDS
 
 
+def is_not_optimizer_stepper(path: str) -> bool:
+    """`prof.step()`, `ema.step()`, `curriculum.step()`: a step that is no optimizer's."""
+    return bool(words(last_name(path)) & NOT_OPTIMIZER_STEP_WORDS)
+
+
 def is_accelerator_name(path: str) -> bool:
     return bool(words(last_name(path)) & ACCELERATOR_WORDS)
+
+
+def is_fabric_name(path: str) -> bool:
+    """Lightning Fabric: its backward() neither divides the loss nor gates the optimizer."""
+    return "fabric" in words(last_name(path))
 
 
 def is_engine_name(path: str) -> bool:
@@ -243,7 +265,17 @@ def is_order_call(node: ast.AST) -> bool:
 
 
 def is_scheduler_constructor(call: ast.Call) -> bool:
-    return bool(SCHEDULER_CONSTRUCTOR.search(callee_name(call)))
+    """`StepLR(...)`, `get_linear_schedule_with_warmup(...)` (transformers, or a project's own copy),
+    `create_scheduler(...)` / `build_lr_scheduler(...)` (factories), `CosineAnnealingWarmRestarts`,
+    and a class from a module named for schedulers (`lr_scheduler.WarmupCosine`, `schedulers.Noam`)."""
+    callee = callee_name(call)
+    if SCHEDULER_CONSTRUCTOR.search(callee) or callee in SCHEDULER_CLASSES:
+        return True
+    callee_words = words(callee)
+    if callee_words & SCHEDULER_FACTORY_VERBS and callee_words & SCHEDULER_NOUNS:
+        return True
+    module = path_of(call.func.value) if isinstance(call.func, ast.Attribute) else None
+    return callee[:1].isupper() and module is not None and bool(words(last_name(module)) & SCHEDULER_NOUNS)
 
 
 def is_scaler_constructor(call: ast.Call) -> bool:

@@ -45,11 +45,17 @@ class ModuleIndex:
     instances: dict[str, str] = field(default_factory=dict)  # module-level `trainer = Trainer()`
     uses_accumulate: bool = False  # accelerate's accumulate(): prepared optimizers are gated
     accelerator_scales: bool = True  # False when every Accelerator(...) here leaves accumulation at 1
+    # where accumulation is set for a framework that divides by it: for accelerator.backward,
+    # `Accelerator(gradient_accumulation_steps=4)`; for engine.backward, a DeepSpeed config's
+    # `"gradient_accumulation_steps": 4`
+    accelerator_accumulation: ast.keyword | None = None
+    engine_accumulation: ast.AST | None = None
     has_gradient_code: bool = False
     tested_paths: set[str] = field(default_factory=set)  # names some `if` tests directly
     function_names: set[str] = field(default_factory=set)
     tracked_tests: set[str] = field(default_factory=set)  # assumption keys worth following along paths
     function_list: list[ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=list)
+    self_aliases: set[str] = field(default_factory=set)  # `d2l = sys.modules[__name__]`: this module
 
     @classmethod
     def of(cls, tree: ast.Module, whole: bool = False) -> ModuleIndex:
@@ -71,10 +77,26 @@ class ModuleIndex:
             for method in info.methods.values():
                 scan_kinds(method.body, info.kinds, only_self=True)
         scan_kinds(module_statements(tree), index.kinds)
+        index.self_aliases = {
+            target.id
+            for statement in module_statements(tree)
+            if isinstance(statement, ast.Assign) and is_this_module(statement.value)
+            for target in statement.targets
+            if isinstance(target, ast.Name)
+        }
         scan_instances(module_statements(tree), index.instances, index.classes)
         if accelerator_constructors:
             index.accelerator_scales = any(
-                k.arg is None or "accumulation" in k.arg for c in accelerator_constructors for k in c.keywords
+                divides_by_accumulation(k) for c in accelerator_constructors for k in c.keywords
+            )
+            index.accelerator_accumulation = next(
+                (
+                    k
+                    for c in accelerator_constructors
+                    for k in c.keywords
+                    if k.arg == "gradient_accumulation_steps" and divides_by_accumulation(k)
+                ),
+                None,
             )
         return index
 
@@ -107,11 +129,19 @@ class ModuleIndex:
                             # function (called once per batch), or elsewhere
                             tested[key] += 2 if in_loop or isinstance(owner, FunctionNode) else 1
                             expression_tests.append(part)
+                elif isinstance(child, ast.Dict) and self.engine_accumulation is None:
+                    for key, value in zip(child.keys, child.values):
+                        if (
+                            isinstance(key, ast.Constant)
+                            and key.value == "gradient_accumulation_steps"
+                            and not (isinstance(value, ast.Constant) and value.value == 1)
+                        ):
+                            self.engine_accumulation = key
                 elif isinstance(child, ast.Call):
                     callee = names.callee_name(child)
                     if callee in names.ACCUMULATE_CONTEXTS:
                         self.uses_accumulate = True
-                    elif callee in ("Accelerator", "Fabric"):
+                    elif callee == "Accelerator":
                         accelerator_constructors.append(child)
                 if child_in_loop and isinstance(child, ast.stmt):
                     assigned_in_loops |= assigned_paths(child)
@@ -192,19 +222,57 @@ def value_kind(value: ast.expr, kinds: dict[str, str]) -> str | None:
             return "scheduler"
         if names.is_scaler_constructor(value):
             return "scaler"
-        if callee in ("Accelerator", "Fabric"):
+        if callee == "Accelerator":
             return "accelerator"
+        if callee == "Fabric":
+            return "fabric"
         if callee == "optimizers":  # Lightning: self.optimizers()
             return "optimizer"
+        if callee in names.PROFILER_CONSTRUCTORS:  # torch.profiler.profile(...): its step() is a phase
+            return "profiler"
         if callee in ("prepare", "setup", "setup_optimizers") and len(value.args) == 1:
             return value_kind(value.args[0], kinds)
+        if kinds.get(names.path_of(value.func) or "") == "optimizer_class":
+            return "optimizer"  # `optimizer = optimizer_class(params)`
         return None
+    if is_optimizer_class(value):
+        return "optimizer_class"
     path = names.path_of(value)
     if path is None:
         return None
     if path in kinds:
         return kinds[path]
     return "optimizer" if names.is_optimizer_name(path) and not names.is_scheduler_name(path) else None
+
+
+def is_this_module(value: ast.expr) -> bool:
+    """`sys.modules[__name__]`: the module itself, as d2l's books bind it to call their own functions."""
+    return (
+        isinstance(value, ast.Subscript)
+        and names.path_of(value.value) == "sys.modules"
+        and isinstance(value.slice, ast.Name)
+        and value.slice.id == "__name__"
+    )
+
+
+def divides_by_accumulation(argument: ast.keyword) -> bool:
+    """`Accelerator(gradient_accumulation_steps=4)` (or `**kwargs`): accelerator.backward divides by
+    it; `gradient_accumulation_steps=1` divides by 1, which is no division."""
+    if argument.arg is None:
+        return True
+    if "accumulation" not in argument.arg:
+        return False
+    value = argument.value
+    return not (isinstance(value, ast.Constant) and value.value == 1)
+
+
+def is_optimizer_class(value: ast.expr) -> bool:
+    """`torch.optim.AdamW`, `bnb.optim.AdamW8bit`, or one of them chosen at run time
+    (`torch.optim.AdamW if args.fused else bnb.optim.AdamW8bit`): a class, not yet an optimizer."""
+    if isinstance(value, ast.IfExp):
+        return is_optimizer_class(value.body) and is_optimizer_class(value.orelse)
+    path = names.path_of(value)
+    return path is not None and names.last_name(path) in names.OPTIMIZER_CONSTRUCTORS and path[:1] != "_"
 
 
 def scan_kinds(body: list[ast.stmt], kinds: dict[str, str], only_self: bool = False) -> None:

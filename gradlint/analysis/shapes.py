@@ -231,9 +231,16 @@ def root_name(node: ast.AST) -> str | None:
 
 
 def is_scaled(node: ast.AST) -> bool:
-    """Division or multiplication of the loss itself (not inside a call's arguments)."""
+    """Division or multiplication of the loss itself (not inside a call's arguments).
+
+    A sum is scaled only when every term is: in `mse + 0.01 * reg` the weight is on one term, and
+    the loss that reaches backward is as large as before."""
     if isinstance(node, ast.BinOp):
-        return isinstance(node.op, (ast.Div, ast.Mult)) or is_scaled(node.left) or is_scaled(node.right)
+        if isinstance(node.op, (ast.Div, ast.Mult)):
+            return True
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            return is_scaled(node.left) and is_scaled(node.right)
+        return False
     if isinstance(node, ast.Call):
         if names.callee_name(node) in ("div", "div_", "mul", "mul_", "true_divide", "divide", "multiply"):
             return True
@@ -242,6 +249,38 @@ def is_scaled(node: ast.AST) -> bool:
         return is_scaled(node.value)
     if isinstance(node, ast.UnaryOp):
         return is_scaled(node.operand)
+    return False
+
+
+ArmPath = tuple[tuple[ast.If, bool], ...]
+
+
+def arm_paths(body: list[ast.stmt]) -> dict[ast.stmt, ArmPath]:
+    """For each statement of a body (nested functions and classes excluded), the `if` arms it sits
+    in, outermost first: (the `if`, True) in its body, (the `if`, False) in its else."""
+    paths: dict[ast.stmt, ArmPath] = {}
+    pending: list[tuple[list[ast.stmt], ArmPath]] = [(body, ())]
+    while pending:
+        statements, path = pending.pop()
+        for statement in statements:
+            paths[statement] = path
+            if isinstance(statement, (*FunctionNode, ast.ClassDef)):
+                continue
+            if isinstance(statement, ast.If):
+                pending.append((statement.body, (*path, (statement, True))))
+                pending.append((statement.orelse, (*path, (statement, False))))
+            else:
+                pending.append((inner_statements(statement), path))
+    return paths
+
+
+def on_other_arms(one: ArmPath, other: ArmPath) -> bool:
+    """Whether two statements are in different arms of one `if`: no path runs both."""
+    for (test_one, arm_one), (test_other, arm_other) in zip(one, other):
+        if test_one is not test_other:
+            return False
+        if arm_one != arm_other:
+            return True
     return False
 
 

@@ -44,12 +44,14 @@ SCALED_STEP = "scaled step"  # an optimizer stepped outside scaler.step() on sti
 NOT_UPDATED = "not updated"  # a scaler stepped an optimizer twice with no update() between
 SCALED_CLIP = "scaled clip"  # a clip ran on gradients that still held GradScaler's scale
 LATE_CLIP = "late clip"  # a clip ran on gradients a step had already applied
+SCALED_TWICE = "scaled twice"  # a step sums k backward passes whose losses were each scaled by ~1/k²
 KIND_OF_CODE = {
     "GL101": STALE,
     "GL102": STALE,
     "GL103": DISCARD,
     "GL201": UNAPPLIED,
     "GL301": UNSCALED,
+    "GL304": SCALED_TWICE,
     "GL202": SCHEDULED_FIRST,
     "GL203": EARLY_STEP,
     "GL401": SCALED_STEP,
@@ -135,6 +137,7 @@ def violations(trace: Trace, path: str) -> list[Violation]:
         *_discarding_clears(trace, script),
         *_unapplied_backwards(trace, script, _discarded_before_a_step(trace)),
         *_unscaled_steps(trace, script),
+        *_steps_scaled_twice(trace, script),
         *_schedulers_before_steps(trace, script),
         *_steps_before_backwards(trace, script),
         *_scaled_steps(trace, script),
@@ -277,8 +280,8 @@ def _unapplied_backwards(trace: Trace, script: _Script, discarded: set[int]) -> 
     return found
 
 
-def _unscaled_steps(trace: Trace, script: _Script) -> list[Violation]:
-    by_line: dict[int, tuple[list[tuple[StepRecord, int, float]], set[int]]] = {}
+def _accumulated_windows(trace: Trace):
+    """Each step that sums k > 1 backward passes of one line: (step, their ids, k, their total scale)."""
     for step in trace.steps:
         if step.closure or step.grads_modified:
             continue  # a closure re-evaluates one objective; p.grad.div_(n) is a scale we cannot read
@@ -291,12 +294,19 @@ def _unscaled_steps(trace: Trace, script: _Script) -> list[Violation]:
             site = record.sites[0] if record.sites else None
             forwards_by_site.setdefault(site, {}).setdefault(record.forward, record)
         first_of_forward = max(forwards_by_site.values(), key=len, default={})
-        total_scale = sum(abs(record.scale) for record in first_of_forward.values())
-        if len(first_of_forward) < 2 or total_scale <= UNSCALED_SUM:
+        if len(first_of_forward) < 2:
             continue
-        fresh = [record.id for record in first_of_forward.values()]
+        total_scale = sum(abs(record.scale) for record in first_of_forward.values())
+        yield step, [record.id for record in first_of_forward.values()], len(first_of_forward), total_scale
+
+
+def _unscaled_steps(trace: Trace, script: _Script) -> list[Violation]:
+    by_line: dict[int, tuple[list[tuple[StepRecord, int, float]], set[int]]] = {}
+    for step, fresh, count, total_scale in _accumulated_windows(trace):
+        if total_scale <= UNSCALED_SUM:
+            continue
         where = _where(script, step.sites, _backward_sites(trace, set(fresh)))
-        _gather(by_line, where, (step, len(first_of_forward), total_scale))
+        _gather(by_line, where, (step, count, total_scale))
     found = []
     for line, (seen, lines) in by_line.items():
         step, count, total = max(seen, key=lambda item: item[1])
@@ -307,6 +317,30 @@ def _unscaled_steps(trace: Trace, script: _Script) -> list[Violation]:
             f"{total:.3g}x the mean gradient's ({len(seen)} steps like it)"
         )
         found.append(Violation("GL301", UNSCALED, line, frozenset(lines), evidence))
+    return found
+
+
+def _steps_scaled_twice(trace: Trace, script: _Script) -> list[Violation]:
+    """A step summing k backward passes whose losses were each scaled by about 1/k²: the window's
+    gradients add up to 1/k of their mean (GL304)."""
+    by_line: dict[int, tuple[list[tuple[StepRecord, int, float]], set[int]]] = {}
+    for step, fresh, count, total_scale in _accumulated_windows(trace):
+        where = _where(script, _backward_sites(trace, set(fresh)), step.sites)
+        _gather(by_line, where, (step, count, total_scale))
+    found = []
+    for line, (seen, lines) in by_line.items():
+        # judged by the line's full window: a last, partial one (2 of 4 micro-batches, each divided by 4)
+        # is short of its count, not divided twice
+        step, count, total = max(seen, key=lambda item: item[1])
+        if not 1 / UNSCALED_SUM <= total * count <= UNSCALED_SUM:
+            continue
+        seen = [item for item in seen if item[1] == count]
+        evidence = (
+            f"a step summed {count} backward passes of line {line} with losses scaled by {total / count:.3g} "
+            f"each, about 1/{count}²: the update is {total:.3g}x the mean gradient's "
+            f"({len(seen)} steps like it)"
+        )
+        found.append(Violation("GL304", SCALED_TWICE, line, frozenset(lines), evidence))
     return found
 
 
