@@ -12,13 +12,14 @@ from gradlint.analysis.facts import Facts
 from gradlint.analysis.flush import find_unflushed_windows
 from gradlint.analysis.graph_leaks import find_graph_leaks
 from gradlint.analysis.modes import find_eval_during_training
+from gradlint.analysis.parameters_outside import find_parameters_outside
 
 __all__ = ["analyse"]
 
 
 def analyse(tree: ast.Module, lines: Sequence[str], codes: Collection[str] | None = None) -> Facts:
-    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3),
-    each only when its rule is among `codes` (None: every rule): each walks the whole tree again."""
+    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3,
+    GL204), each only when its rule is among `codes` (None: every rule): each walks the whole tree again."""
     facts = interpret.analyse(tree, lines)
     lines = list(lines)
     text = "\n".join(lines)
@@ -40,4 +41,6 @@ def analyse(tree: ast.Module, lines: Sequence[str], codes: Collection[str] | Non
         facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
     if wanted("GL302") and mentions("%") and mentions("step"):
         facts.unflushed |= find_unflushed_windows(tree, lines)
+    if wanted("GL204") and mentions("backward(") and mentions("parameters(") and mentions("step("):
+        facts.parameters_outside |= find_parameters_outside(tree, lines)
     return facts
