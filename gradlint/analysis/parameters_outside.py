@@ -81,20 +81,24 @@ class OutsideAnalysis:
                 self.classes.setdefault(node.name, node)
         self.module_classes: dict[str, bool] = {}
         self.values: dict[str, ast.expr] = {}  # what each name of the scope read so far was last assigned
+        self.following = True  # whether calls to the module's functions are followed
         self.found: set[ParametersOutsideOptimizer] = set()
 
     def run(self) -> set[ParametersOutsideOptimizer]:
         scopes: list[tuple[list[ast.stmt], bool]] = [(module_statements(self.tree), True)]
         scopes += [(f.body, False) for group in self.functions.values() for f in group]
         for body, at_module_level in scopes:
-            events = self.scope_events(body, at_module_level)
+            # the scope's own statements first: following its calls costs more, and most scopes
+            # build no optimizer or change no model
+            events = self.scope_events(body, at_module_level, follow=False)
             if any(e.kind == "change" for e in events) and any(e.kind == "built" for e in events):
-                self.judge(events)
+                self.judge(self.scope_events(body, at_module_level, follow=True))
         return self.found
 
     # --- the events of a scope ---------------------------------------------------------------------
-    def scope_events(self, body: list[ast.stmt], at_module_level: bool) -> list[Event]:
+    def scope_events(self, body: list[ast.stmt], at_module_level: bool, follow: bool) -> list[Event]:
         events: list[Event] = []
+        self.following = follow
         bindings: dict[str, str | None] = {}
         local = frozenset() if at_module_level else frozenset(assigned_names(body))
         self.values = {}
@@ -168,7 +172,7 @@ class OutsideAnalysis:
             yield event("forward", node, forwarded)
         function = self.resolve(node)
         if function is not None:
-            if function not in calling and depth < MAX_DEPTH:
+            if self.following and function not in calling and depth < MAX_DEPTH:
                 yield from self.follow(function, node, local, depth, calling, at_module_level, path)
             return
         if not names.is_scheduler_constructor(node) and not names.words(callee) & names.OPTIMIZER_SAFE_WORDS:
