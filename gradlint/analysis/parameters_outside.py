@@ -52,7 +52,7 @@ READS_OPTIMIZER = {"step", "zero_grad", "state_dict", "load_state_dict", "unscal
 class Event(NamedTuple):
     kind: str  # built | change | rebuild | freeze | escape | step | backward | forward
     path: str | None  # the optimizer (built, step, escape), the module (change, freeze, forward)
-    site: Site
+    node: ast.AST  # where in the source (a Site is made only for what is reported)
     position: tuple[int, int]  # where in the scope it happens (a helper's events: at its call)
     arms: tuple[tuple[int, str], ...]  # the if/else (or match) arms around it, outermost first
     loops: tuple[int, ...]  # ids of the loops of the scope around it
@@ -135,8 +135,7 @@ class OutsideAnalysis:
             return self.translate(names.path_of(expr), bindings, local, depth, at_module_level)
 
         def event(kind: str, where: ast.AST, what: str | None, **more: object) -> Event:
-            site = Site(location_of(where, self.lines), names.segment(self.lines, where))  # type: ignore[arg-type]
-            return Event(kind, what, site, (0, 0), (), (), False, **more)  # type: ignore[arg-type]
+            return Event(kind, what, where, (0, 0), (), (), False, **more)  # type: ignore[arg-type]
 
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             if node.value is not None:
@@ -454,13 +453,16 @@ class OutsideAnalysis:
                 module=change.target,
                 optimizer=optimizer or "",
                 owner=min(o for o in built.owners if related(o, change.path)),
-                change=change.site,
-                built=built.site,
-                backward=backwards[0].site,
-                step=steps[0].site,
+                change=self.site(change.node),
+                built=self.site(built.node),
+                backward=self.site(backwards[0].node),
+                step=self.site(steps[0].node),
                 rebinds=change.rebinds,
             )
         )
+
+    def site(self, node: ast.AST) -> Site:
+        return Site(location_of(node, self.lines), names.segment(self.lines, node))  # type: ignore[arg-type]
 
 
 # --- the shape of a scope ----------------------------------------------------------------------------
