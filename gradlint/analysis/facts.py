@@ -160,6 +160,7 @@ class Facts:
     data_parallel: set[DataParallelWrap] = field(default_factory=set)
     skips_gradient_sync: bool = False  # no_sync(), accelerate's accumulate(): syncs only when stepping
     unflushed: set[UnflushedWindow] = field(default_factory=set)
+    parameters_outside: set[ParametersOutsideOptimizer] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -213,3 +214,17 @@ class UnflushedWindow:
     loop: LoopSite
     repeat: LoopSite | None  # the loop that runs it again (None: around the call of its function)
     count: str
+
+
+@dataclass(frozen=True)
+class ParametersOutsideOptimizer:
+    """New parameters went into a model after its optimizer was built, and that optimizer trains it."""
+
+    module: str  # what holds them, as the code names it: `model[2]`, `model.fc`, `model`
+    optimizer: str
+    owner: str  # the model whose parameters the optimizer was built over: `model`
+    change: Site  # `model[2] = nn.Linear(8, 3)`, `model = Net()`
+    built: Site  # the optimizer's construction, over the old parameters
+    backward: Site  # a backward pass that fills the new parameters' gradients
+    step: Site  # a step of that optimizer, which leaves them as they are
+    rebinds: bool  # the model's name itself was bound to a new module

@@ -13,6 +13,7 @@ from gradlint.analysis.facts import Facts, LoopSite, Site
 from gradlint.analysis.flush import find_unflushed_windows
 from gradlint.analysis.graph_leaks import find_graph_leaks
 from gradlint.analysis.modes import find_eval_during_training
+from gradlint.analysis.parameters_outside import find_parameters_outside
 from gradlint.analysis.program import Program
 from gradlint.core import Location
 
@@ -20,8 +21,8 @@ __all__ = ["analyse", "analyse_program"]
 
 
 def analyse(tree: ast.Module, lines: Sequence[str], codes: Collection[str] | None = None) -> Facts:
-    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3),
-    each only when its rule is among `codes` (None: every rule): each walks the whole tree again."""
+    """The gradient-state facts, then those of the analyses that stand on their own (GL5xx, GL302/3,
+    GL204), each only when its rule is among `codes` (None: every rule): each walks the whole tree again."""
     facts = interpret.analyse(tree, lines)
     add_module_facts(facts, tree, list(lines), codes)
     return facts
@@ -41,7 +42,7 @@ def analyse_program(program: Program, codes: Collection[str] | None = None) -> F
 
 
 # The facts of the analyses that stand on their own, which read one module's tree.
-FACT_SETS = ("graph_leaks", "eval_during_training", "data_parallel", "unflushed")
+FACT_SETS = ("graph_leaks", "eval_during_training", "data_parallel", "unflushed", "parameters_outside")
 
 
 def labelled(value, path: str):
@@ -75,3 +76,5 @@ def add_module_facts(facts: Facts, tree: ast.Module, lines: list[str], codes: Co
         facts.skips_gradient_sync = facts.skips_gradient_sync or skips_sync
     if wanted("GL302") and mentions("%") and mentions("step"):
         facts.unflushed |= find_unflushed_windows(tree, lines)
+    if wanted("GL204") and mentions("backward(") and mentions("parameters(") and mentions("step("):
+        facts.parameters_outside |= find_parameters_outside(tree, lines)

@@ -136,6 +136,19 @@ class EvalModeRecord:
     mode_sites: tuple[Site, ...]  # where `.eval()` / `.train(False)` put it in eval mode
 
 
+@dataclass(frozen=True)
+class UnsteppedParameter:
+    """A parameter that backward passes gave gradients, and that no optimizer which stepped holds
+    (nor did a manual update change it)."""
+
+    name: str  # as the modules that ran it call it: `model.2.weight`
+    backwards: int  # backward passes that reached it
+    first_backward: int  # ids of the first and last of them
+    last_backward: int
+    held_by: tuple[int, ...]  # optimizers that hold it but never stepped
+    is_parameter: bool  # an nn.Parameter, not a bare leaf tensor
+
+
 class _GraphTag:
     """Stored in a graph's root node metadata: it dies when the graph is freed (nodes have no weakref)."""
 
@@ -159,6 +172,11 @@ class Trace:
     train_mode_backwards: int = 0  # backward passes that trained a module in train mode
     # backward id -> whether the DistributedDataParallel forward before it had gradient sync on
     ddp_synced: dict[int, bool] = field(default_factory=dict)
+    optimizer_sites: dict[int, tuple[Site, ...]] = field(default_factory=dict)  # serial -> where it was built
+    # read when the run ends: parameters that got gradients and that no stepping optimizer holds,
+    # and per optimizer, how many of its parameters require gradients and how many ever got one
+    unstepped: list[UnsteppedParameter] = field(default_factory=list)
+    optimizer_parameters: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def steps_of(self, optimizer: int) -> list[StepRecord]:
         return [step for step in self.steps if step.optimizer == optimizer]
@@ -176,6 +194,10 @@ class _ParamState:
     forward_module: Any = None  # the module that owns it, and its mode, at its last forward pass
     forward_training: bool | None = None
     trained_in_train_mode: bool = False
+    received: int = 0  # backward passes that reached it, and the first and last of them
+    first_backward: int = 0
+    last_backward: int = 0
+    manually_updated: bool = False
 
     def remember_grad(self) -> None:
         grad = self.param.grad
@@ -280,6 +302,11 @@ class Tracer:
         self._last_train_mode_backward: int | None = None
         self._ddp_sync: bool | None = None  # the last DDP forward's require_backward_grad_sync
         self._ddp_class = getattr(torch.nn.parallel, "DistributedDataParallel", None)
+        # modules seen running a forward pass, and what the user's code called those it called
+        self._seen_modules: dict[int, weakref.ref[Any]] = {}
+        # held, not weakly: a model local to main() is gone by the time the run is reported
+        self._module_names: list[tuple[Any, str]] = []
+        self._pending: dict[int, torch.Tensor] = {}  # parameters followed from their first gradient
         self.active = False
 
     # -- entering and leaving ------------------------------------------------------------------
@@ -297,6 +324,7 @@ class Tracer:
         try:
             if self.active:  # the last manual update has no later event to reveal it
                 self._notice_unseen_changes(self._params.values())
+                self._read_parameters_outside()
         finally:
             self._uninstall()
 
@@ -368,12 +396,15 @@ class Tracer:
                     self._track(param, serial)
         return serial
 
-    def _track_manual_leaves(self, loss: Any) -> None:
-        """Leaves no optimizer owns: follow them too, in case the code updates them by hand."""
+    def _follow_manual(self) -> None:
         if MANUAL not in self.trace.optimizers:
             self.trace.optimizers[MANUAL] = "manual update"
             self._states_by_opt[MANUAL] = []
             self._applied_by_opt[MANUAL] = set()
+
+    def _track_manual_leaves(self, loss: Any) -> None:
+        """Leaves no optimizer owns: follow them too, in case the code updates them by hand."""
+        self._follow_manual()
         visited: list[Any] = []  # holds the nodes, so their ids stay theirs during the walk
         seen: set[int] = set()
         pending = [getattr(loss, "grad_fn", None)]
@@ -389,24 +420,49 @@ class Tracer:
                 self._params[id(leaf)].param_version = leaf._version
             pending.extend(next_node for next_node, _ in node.next_functions)
 
-    def _track(self, param: torch.Tensor, serial: int) -> None:
+    def _track(self, param: torch.Tensor, serial: int, hook: bool = True) -> None:
         state = self._params.get(id(param))
         if state is None:
             state = _ParamState(param, {serial})
             state.remember_grad()
             self.trace.devices.add(param.device.type)
             self._params[id(param)] = state
-            if param.requires_grad:
+            if param.requires_grad and hook:
                 handle = param.register_post_accumulate_grad_hook(_disable(self._accumulated(state)))
                 self._undo.append(handle.remove)
         if serial not in state.owners or state not in self._states_by_opt[serial]:
             state.owners.add(serial)
             self._states_by_opt[serial].append(state)
 
+    def _follow_from_first_gradient(self, param: torch.Tensor) -> None:
+        """A parameter no optimizer holds ran a forward pass: from its first gradient on, it is
+        followed like the leaves a backward line's graph walk finds (that walk runs once per line,
+        so a head swapped in mid-run would go unseen). Until then it costs nothing to follow."""
+        own: list[Callable[[torch.Tensor], None]] = []
+
+        def hook(grad_param: torch.Tensor) -> None:
+            if not own:
+                if id(param) in self._params:
+                    return  # an optimizer (or a graph walk) follows it, with a hook of its own
+                # a hook added now would not run until the next backward pass: this one counts
+                self._follow_manual()
+                self._track(param, MANUAL, hook=False)
+                self._params[id(param)].param_version = param._version
+                own.append(self._accumulated(self._params[id(param)]))
+            own[0](grad_param)
+
+        self._pending[id(param)] = param
+        handle = param.register_post_accumulate_grad_hook(_disable(hook))
+        self._undo.append(handle.remove)
+
     def _accumulated(self, state: _ParamState) -> Callable[[torch.Tensor], None]:
         def hook(param: torch.Tensor) -> None:
             backward = self._current_backward or self._start_implicit_backward()
             state.ids.add(backward)
+            if state.last_backward != backward:
+                state.received += 1
+                state.first_backward = state.first_backward or backward
+                state.last_backward = backward
             self._note_mode(state, backward)
             (self.trace.touched_manual if state.owners == {MANUAL} else self.trace.touched).add(backward)
             state.remember_grad()
@@ -432,6 +488,7 @@ class Tracer:
         if updated:
             for state in updated:
                 state.param_version = state.param._version
+                state.manually_updated = True
             self._record_step(MANUAL, (), closure=False, since=0, states=updated)
         cleared = []
         for state in states:
@@ -613,14 +670,97 @@ class Tracer:
 
     def _forward_pre_hook(self, module: Any, args: Any) -> None:
         """Remember each followed parameter's module mode when the module runs its forward pass,
-        and whether a DistributedDataParallel forward will all-reduce in the next backward."""
+        and whether a DistributedDataParallel forward will all-reduce in the next backward.
+
+        A parameter no optimizer holds is followed once a gradient reaches it (a head put in after
+        the optimizer was built, mid-run too), and a module the user's code calls by a name is
+        remembered under it, to name parameters in reports."""
         if self._ddp_class is not None and isinstance(module, self._ddp_class):
             self._ddp_sync = bool(getattr(module, "require_backward_grad_sync", True))
+        seen = self._seen_modules.get(id(module))
+        if seen is None or seen() is not module:
+            self._first_forward(module)
         for param in module._parameters.values():
-            state = self._params.get(id(param)) if param is not None else None
-            if state is not None and state.param is param:
+            if param is None:
+                continue
+            state = self._params.get(id(param))
+            if state is None:
+                if param.requires_grad and id(param) not in self._pending and torch.is_grad_enabled():
+                    self._follow_from_first_gradient(param)
+                continue
+            if state.param is param:
                 state.forward_module = module
                 state.forward_training = module.training
+
+    def _first_forward(self, module: Any) -> None:
+        """Remember the name the calling user code has for `module` (`model`, `self.model`); a
+        submodule called from its parent's forward gets its name from the parent's."""
+        self._seen_modules[id(module)] = weakref.ref(module)
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith((_TORCH_DIR, _GRADLINT_DIR)):
+            frame = frame.f_back
+        if frame is None:
+            return
+        scope = frame.f_locals
+        owner = scope.get("self")
+        found: str | None = None
+        if isinstance(owner, torch.nn.Module):  # a module's own method: `self(x)`, `self.model(x)`
+            if owner is module:
+                found = "self"
+            elif frame.f_code.co_name != "forward":  # in a forward: a submodule, named by its parent
+                found = next((f"self.{name}" for name, sub in owner._modules.items() if sub is module), None)
+        else:
+            found = next((name for name, value in scope.items() if value is module), None)
+            if found is None and owner is not None:
+                attributes = getattr(owner, "__dict__", {})
+                found = next((f"self.{name}" for name, value in attributes.items() if value is module), None)
+            if found is None and scope is not frame.f_globals:
+                found = next((name for name, value in frame.f_globals.items() if value is module), None)
+        if found is not None:
+            self._module_names.append((module, found))
+
+    def _read_parameters_outside(self) -> None:
+        """At the end of the run: the parameters that got gradients and that no optimizer which
+        stepped holds, named; and how many of each optimizer's parameters ever got a gradient."""
+        stepped = {step.optimizer for step in self.trace.steps}
+        outside = [
+            state
+            for state in self._params.values()
+            if state.received and not state.manually_updated and not (state.owners - {MANUAL}) & stepped
+        ]
+        names = self._parameter_names([state.param for state in outside]) if outside else {}
+        for state in outside:
+            self.trace.unstepped.append(
+                UnsteppedParameter(
+                    names.get(id(state.param)) or _describe_parameter(state),
+                    state.received,
+                    state.first_backward,
+                    state.last_backward,
+                    tuple(sorted(state.owners - {MANUAL})),
+                    isinstance(state.param, torch.nn.Parameter),
+                )
+            )
+        for serial, states in self._states_by_opt.items():
+            if serial != MANUAL:
+                trainable = [state for state in states if state.param.requires_grad]
+                reached = sum(1 for state in trainable if state.received)
+                self.trace.optimizer_parameters[serial] = (len(trainable), reached)
+
+    def _parameter_names(self, params: list[Any]) -> dict[int, str]:
+        """`model.2.weight`: the longest qualified name any named module has for each parameter."""
+        wanted = {id(param) for param in params}
+        found: dict[int, str] = {}
+        for module, name in self._module_names:
+            try:
+                named = list(module.named_parameters(remove_duplicate=False))
+            except Exception:  # a module whose traversal fails is no reason to lose the report
+                continue
+            for qualified, param in named:
+                if id(param) in wanted:
+                    full = f"{name}.{qualified}"
+                    if len(full) > len(found.get(id(param), "")):
+                        found[id(param)] = full
+        return found
 
     def _note_mode(self, state: _ParamState, backward: int) -> None:
         if state.forward_training is None:
@@ -655,7 +795,8 @@ class Tracer:
         def __init__(optimizer: Any, *args: Any, **kwargs: Any) -> None:
             original(optimizer, *args, **kwargs)
             if self.active:
-                self._discover(optimizer)
+                serial = self._discover(optimizer)
+                self.trace.optimizer_sites.setdefault(serial, user_sites(sys._getframe(1)))
 
         return __init__
 
@@ -836,6 +977,16 @@ class Tracer:
                 self._scheduler_depth -= 1
 
         return step
+
+
+def _describe_parameter(state: _ParamState) -> str:
+    """A parameter no named module holds: its module's class and attribute, else its shape."""
+    module = state.forward_module
+    if module is not None:
+        attribute = next((k for k, v in module._parameters.items() if v is state.param), None)
+        if attribute is not None:
+            return f"{type(module).__name__}.{attribute}"
+    return f"a tensor of shape {list(state.param.shape)}"
 
 
 def _is_optimizer(obj: object) -> bool:

@@ -9,6 +9,7 @@ every line of the script on the stack when the events happened.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from gradlint.runtime.tracer import (
     Site,
     StepRecord,
     Trace,
+    UnsteppedParameter,
 )
 
 CONFIRMED = "confirmed"
@@ -63,7 +65,10 @@ KEPT = "graphs kept"  # graphs of earlier backward passes of a line outlive the 
 EVAL_MODE = "eval mode"  # a backward trains a module whose forward ran in eval mode, after train mode
 SYNCED = "synced micro-batches"  # DDP all-reduced micro-batches a later one's step summed
 OVERSIZED = "oversized window"  # a step sums more backward passes than its line's window
-KIND_OF_CODE.update({"GL501": KEPT, "GL502": EVAL_MODE, "GL303": SYNCED, "GL302": OVERSIZED})
+OUTSIDE = "outside every optimizer"  # parameters got gradients and no optimizer that stepped holds them
+KIND_OF_CODE.update(
+    {"GL501": KEPT, "GL502": EVAL_MODE, "GL303": SYNCED, "GL302": OVERSIZED, "GL204": OUTSIDE}
+)
 # Earlier graphs of one backward line alive at once. A few are held on purpose (a `prev_loss` kept
 # for a comparison; LBFGS keeps its closure's first and last loss); a leak keeps one per iteration.
 KEPT_GRAPHS = 4
@@ -147,6 +152,8 @@ def violations(trace: Trace, path: str) -> list[Violation]:
         *_eval_mode_backwards(trace, script),
         *_synced_micro_batches(trace, script),
         *_oversized_windows(trace, script),
+        *_parameters_outside(trace, script),
+        *_optimizers_training_nothing(trace, script),
     ]
     return sorted(found, key=lambda v: (v.line, v.code))
 
@@ -552,6 +559,70 @@ def _oversized_windows(trace: Trace, script: _Script) -> list[Violation]:
     return found
 
 
+NAMES_SHOWN = 4
+
+
+def _parameters_outside(trace: Trace, script: _Script) -> list[Violation]:
+    """Parameters that backward passes gave gradients while some optimizer kept stepping, and that
+    no optimizer which stepped holds: they never change. Grouped by the line of their first backward."""
+    by_line: dict[int, tuple[list[UnsteppedParameter], set[int], list[StepRecord]]] = {}
+    step_indices = [step.index for step in trace.steps]  # in the order they happened
+    for param in trace.unstepped:
+        first = trace.backwards.get(param.first_backward)
+        if not param.is_parameter or first is None:
+            continue  # a leaf tensor (an input's gradient, a saliency map) is no parameter to train
+        steps = trace.steps[bisect.bisect_right(step_indices, first.index) :]
+        if not steps:
+            continue  # nothing stepped after: no training loop is leaving them behind (GL201's case)
+        last = trace.backwards.get(param.last_backward, first)
+        main, lines = _where(script, first.sites, last.sites)
+        params, all_lines, _ = by_line.setdefault(main, ([], set(), steps))
+        params.append(param)
+        all_lines.update(lines)
+    found = []
+    for line, (params, lines, steps) in by_line.items():
+        step_lines: set[int] = set()
+        for step in steps:
+            step_lines.update(script.lines(step.sites)[:1])
+        lines |= step_lines
+        shown = [param.name for param in params[:NAMES_SHOWN]]
+        more = f" and {len(params) - NAMES_SHOWN} more" if len(params) > NAMES_SHOWN else ""
+        backwards = max(param.backwards for param in params)
+        held = sorted({serial for param in params for serial in param.held_by})
+        holding = ", ".join(trace.optimizers.get(serial, "optimizer") for serial in held)
+        holders = f" ({holding} holds them and never stepped)" if held else ""
+        evidence = (
+            f"{', '.join(shown)}{more} received gradients in {backwards} backward passes (from "
+            f"{_describe_lines([line] if line else [])}) and no optimizer that stepped holds them{holders}: "
+            f"{len(steps)} steps (at {_describe_lines(sorted(step_lines))}) left them unchanged"
+        )
+        found.append(Violation("GL204", OUTSIDE, line, frozenset(lines), evidence))
+    return found
+
+
+def _optimizers_training_nothing(trace: Trace, script: _Script) -> list[Violation]:
+    """An optimizer that stepped over parameters that require gradients, none of which ever got one
+    (nor had one set by hand at any of its steps): it trains nothing."""
+    found = []
+    for serial, (trainable, reached) in trace.optimizer_parameters.items():
+        steps = trace.steps_of(serial)
+        if not steps or not trainable or reached:
+            continue
+        if any(step.applied or step.params_without_grad < step.params for step in steps):
+            continue  # gradients it stepped came from somewhere (p.grad = g, a closure)
+        built = trace.optimizer_sites.get(serial, ())
+        line, lines = _where(script, built, *(step.sites for step in steps))
+        step_lines = sorted({n for step in steps for n in script.lines(step.sites)[:1]})
+        name = trace.optimizers.get(serial, "optimizer")
+        evidence = (
+            f"{name} (built at {_describe_lines(script.lines(built)[:1])}) stepped {len(steps)} times "
+            f"(at {_describe_lines(step_lines)}) over {trainable} parameters that require gradients, and "
+            f"none of them ever received one: it trains nothing"
+        )
+        found.append(Violation("GL204", OUTSIDE, line, frozenset(lines), evidence))
+    return found
+
+
 def judge(findings: Sequence[Finding], trace: Trace, path: str) -> tuple[list[Verdict], list[Violation]]:
     """A verdict for every finding, and the violations no finding predicted (dynamic-only)."""
     seen = violations(trace, path)
@@ -595,4 +666,5 @@ def _lines_that_ran(trace: Trace, script: _Script) -> set[int]:
         *trace.clips,
         *trace.amp_calls,
     ]
-    return {line for record in records for line in script.lines(record.sites)}
+    ran = {line for record in records for line in script.lines(record.sites)}
+    return ran | {line for sites in trace.optimizer_sites.values() for line in script.lines(sites)}
