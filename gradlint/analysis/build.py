@@ -817,17 +817,8 @@ class FunctionBuilder:
         self, node: ast.Call, function: ast.FunctionDef | ast.AsyncFunctionDef
     ) -> dict[str, ast.expr]:
         """Which of the callee's parameters each argument of the call is for."""
-        params = parameters(function)
-        if isinstance(node.func, ast.Attribute) and self.program.class_of(function) is not None:
-            params = params[1:]  # a method: the receiver is `self`
-        given = {k.arg for k in node.keywords}
-        arguments: dict[str, ast.expr] = {}
-        for param, argument in zip([p for p in params if p not in given], node.args):
-            if isinstance(argument, ast.Starred):
-                break
-            arguments[param] = argument
-        arguments.update({k.arg: k.value for k in node.keywords if k.arg in params})
-        return arguments
+        bound = isinstance(node.func, ast.Attribute) and self.program.class_of(function) is not None
+        return argument_expressions(node, function, bound)
 
     def find_second_division(self, event: Event, setting: ast.AST) -> None:
         """`accelerator.backward(loss / args.gradient_accumulation_steps)` with the Accelerator given
@@ -1308,6 +1299,20 @@ class DecideArgument(ast.NodeTransformer):
 
 def place_of(node: ast.expr) -> tuple:
     return (type(node), node.lineno, node.col_offset, node.end_lineno, node.end_col_offset)
+
+
+def argument_expressions(node: ast.Call, function, receiver_bound: bool) -> dict[str, ast.expr]:
+    """Which of the callee's parameters each argument expression of the call is for; with
+    `receiver_bound`, the first parameter is a method's `self`, bound to the receiver."""
+    params = parameters(function)[1:] if receiver_bound else parameters(function)
+    given = {k.arg for k in node.keywords}
+    arguments: dict[str, ast.expr] = {}
+    for param, argument in zip([p for p in params if p not in given], node.args):
+        if isinstance(argument, ast.Starred):
+            break
+        arguments[param] = argument
+    arguments.update({k.arg: k.value for k in node.keywords if k.arg in params})
+    return arguments
 
 
 def argument_key(argument: ast.expr) -> str | None:

@@ -20,6 +20,7 @@ from gradlint.analysis.build import (
     FIRST_KEY,
     GRAD_MODE_KEY,
     FunctionBuilder,
+    argument_expressions,
     bind_arguments,
     constant_key,
 )
@@ -221,7 +222,9 @@ class ProgramAnalysis:
         if pair not in self.late_calls:
             receiver = dispatch.receiver if self.program.class_of(function) is not None else False
             bindings = bind_arguments(dispatch.node, function, receiver)
-            self.late_calls[pair] = Call(function, bindings, dispatch.site, dispatch.guarded)
+            call = Call(function, bindings, dispatch.site, dispatch.guarded)
+            call.arguments = argument_expressions(dispatch.node, function, receiver is not False)
+            self.late_calls[pair] = call
         return self.late_calls[pair]
 
     def flow_of(self, body: Body) -> Flow:
