@@ -92,6 +92,7 @@ class FunctionBuilder:
         self.steps_inside: dict[Flow, bool] = {}
         self.assignments: dict[str, list[tuple[ast.AST, tuple[Loop, ...]]]] = {}
         self.fresh_registers: dict[Loop, list[Register]] = {}  # replayed at the top of each iteration
+        self.loss_facts: dict[str, tuple[bool, frozenset[Loop], bool]] = {}  # loss_assignments()
         body = self.body()
         # defs anywhere in this body, `def closure():` inside the training loop included
         self.nested = {s.name: s for s in own_statements(body) if isinstance(s, FunctionNode)}
@@ -543,16 +544,33 @@ class FunctionBuilder:
         if name in self.params:
             event.loss_is_param = True
             event.scaled = True  # computed by a caller we do not follow here: say nothing
-        assignments = self.assignments.get(name, [])
-        event.loss_assigned = bool(assignments)
-        event.loss_loops = frozenset(loop for _, loops in assignments for loop in loops)
-        for node, _ in assignments:
-            if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Div, ast.Mult)):
-                event.scaled = True
-            value = getattr(node, "value", None)
-            if isinstance(node, (ast.Assign, ast.AnnAssign)) and value is not None:
-                if is_scaled(value) or self.returns_scaled(value):
-                    event.scaled = True
+        assigned, loops, scaled = self.loss_assignments(name)
+        event.loss_assigned = assigned
+        event.loss_loops = loops
+        if scaled:
+            event.scaled = True
+
+    def loss_assignments(self, name: str) -> tuple[bool, frozenset[Loop], bool]:
+        """What the assignments of `name` say about a loss: whether there are any, the loops around
+        them, whether one divides or multiplies it. The same for every backward of that name, and a
+        block split at a correlated `if` records one assignment many times: asked once per name."""
+        if name not in self.loss_facts:
+            assignments = self.assignments.get(name, [])
+            nodes = list({id(node): node for node, _ in assignments}.values())
+            self.loss_facts[name] = (
+                bool(assignments),
+                frozenset(loop for _, loops in assignments for loop in loops),
+                any(self.assignment_scales(node) for node in nodes),
+            )
+        return self.loss_facts[name]
+
+    def assignment_scales(self, node: ast.AST) -> bool:
+        if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Div, ast.Mult)):
+            return True
+        value = getattr(node, "value", None)
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and value is not None:
+            return is_scaled(value) or self.returns_scaled(value)
+        return False
 
     def returns_scaled(self, value: ast.expr) -> bool:
         """`loss = compute_loss(...)` where compute_loss (same module) returns `loss / n`."""
