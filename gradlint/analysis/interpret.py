@@ -609,10 +609,7 @@ class RootInterpreter(OrderInterpreter):
                     )
         consumed = frozenset().union(*(v.backwards for v in state[key]))
         self.consumed |= consumed
-        result = {
-            k: frozenset(v._replace(fresh=v.fresh - consumed) if not v.unknown else v for v in values)
-            for k, values in state.items()
-        }
+        result = {k: without_fresh(values, consumed) for k, values in state.items()}
         result[key] = frozenset(
             v if v.unknown else v._replace(applied=True, discarded=frozenset(), fresh=frozenset())
             for v in state[key]
@@ -779,6 +776,15 @@ def merge(outcomes: list[Outcome]) -> Outcome:
     for outcome in outcomes:
         result = Outcome(*(join(getattr(result, slot), getattr(outcome, slot)) for slot in SLOTS))
     return result
+
+
+def without_fresh(values: frozenset[Grad], consumed: frozenset[Event]) -> frozenset[Grad]:
+    """`values` with the backwards a step has used no longer fresh. A step touches every optimizer's
+    values, and most hold none of what it used: those keep their set as it is, so that a script with
+    many optimizers does not rebuild every one of them at every step."""
+    if all(v.unknown or v.fresh.isdisjoint(consumed) for v in values):
+        return values
+    return frozenset(v._replace(fresh=v.fresh - consumed) if not v.unknown else v for v in values)
 
 
 def cross(state: State | None, loop: Loop) -> State | None:
