@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import cast
 
@@ -25,7 +26,7 @@ from gradlint.analysis.flow import (
     prune,
     walk_events,
 )
-from gradlint.analysis.nodes import children, walk
+from gradlint.analysis.nodes import children, dump, walk
 from gradlint.analysis.scope import MANUAL, ModuleIndex, location_of, scan_instances, scan_kinds
 from gradlint.analysis.shapes import (
     FunctionNode,
@@ -152,11 +153,13 @@ class FunctionBuilder:
     # --- statements ---------------------------------------------------------------------------
     def block(self, body: list[ast.stmt], context: Context, top: bool = False) -> Seq:
         flows: list[Flow] = []
-        tests = [ast.dump(s.test) if isinstance(s, ast.If) else None for s in body]
+        tests = [dump(s.test) if isinstance(s, ast.If) else None for s in body]
+        later = Counter(tests)  # how many of the statements not yet read test each shape
         for index, statement in enumerate(body):
+            later[tests[index]] -= 1
             if (
                 isinstance(statement, ast.If)
-                and tests[index] in tests[index + 1 :]
+                and later[tests[index]] > 0
                 and has_correlated_if(body, index)
             ):
                 # `if g_step: opt_g.zero_grad() ... if g_step: opt_g.step()`: both ifs take the same

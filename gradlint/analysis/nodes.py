@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 
 LAYOUT = "_gradlint_layout"  # (preorder of the subtree laid out, start, end, children) on each node
+DUMP = "_gradlint_dump"  # the node's `ast.dump`, once asked
 
 
 def walk(node: ast.AST) -> list[ast.AST]:
@@ -24,6 +25,19 @@ def walk(node: ast.AST) -> list[ast.AST]:
 def children(node: ast.AST) -> list[ast.AST]:
     """The nodes directly inside `node`, in `ast.iter_child_nodes` order. Not to be changed."""
     return layout(node)[3]
+
+
+def dump(node: ast.AST) -> str:
+    """`ast.dump(node)`, remembered on the node: the builder compares `if` tests by their dump in
+    every copy of a block it splits, and a dump costs a walk of the test. (`ast.dump` reads only a
+    node's fields, so what is remembered on the nodes inside never shows in it.)"""
+    try:
+        return getattr(node, DUMP)
+    except AttributeError:
+        shape = ast.dump(node)
+        if node._fields:  # see lay_out(): `Load()` and the like are shared by every tree
+            setattr(node, DUMP, shape)
+        return shape
 
 
 def layout(node: ast.AST) -> tuple[list[ast.AST], int, int, list[ast.AST]]:

@@ -6,7 +6,7 @@ import ast
 from collections.abc import Iterator
 
 from gradlint.analysis import names
-from gradlint.analysis.nodes import children, walk
+from gradlint.analysis.nodes import children, dump, walk
 
 FunctionNode = (ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -91,7 +91,7 @@ def assumptions(test: ast.expr) -> tuple[tuple[str, bool], ...]:
     if path is None:
         if any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Await, ast.Yield)) for n in walk(test)):
             return ()  # a call may answer differently the next time
-        path = TEST_KEY + ast.dump(test)
+        path = TEST_KEY + dump(test)
     return ((path, value), (path, not value))
 
 
@@ -125,10 +125,10 @@ def specialise(body: list[ast.stmt], test: ast.expr, value: bool) -> list[ast.st
     if any(isinstance(n, (ast.Call, ast.NamedExpr)) for n in walk(test)):
         return body  # a call may answer differently the second time
     tested = {n.id for n in walk(test) if isinstance(n, ast.Name)}
-    shape = ast.dump(test)
+    shape = dump(test)
     result: list[ast.stmt] = []
     for position, statement in enumerate(body):
-        if isinstance(statement, ast.If) and ast.dump(statement.test) == shape:
+        if isinstance(statement, ast.If) and dump(statement.test) == shape:
             result.extend(statement.body if value else statement.orelse)
             continue
         result.append(statement)
@@ -289,7 +289,9 @@ def uses_the_other_parts(node: ast.For | ast.AsyncFor) -> bool:
 
     before: set[str] = set()  # `xs[:j]`
     after: set[str] = set()  # `xs[j + 1:]`
-    for statement in own_statements(node.body):
+    # every node of the body once: walk() sees nested blocks too, so walking each statement that
+    # own_statements() yields would visit a node once per block around it
+    for statement in node.body:
         for sub in walk(statement):
             if not (isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Slice)):
                 continue
