@@ -71,6 +71,10 @@ def find_graph_leaks(tree: ast.Module, lines: list[str]) -> set[GraphLeak]:
     leaks: set[GraphLeak] = set()
     with_grad: set[str] | None = None
     for function in module.looping:
+        if not module.models and function not in module.backpropagating:
+            # no model's output to carry a graph, and no backward pass among its own nodes (what
+            # backward_losses() reads is a part of what ModuleShape found): nothing can leak here
+            continue
         if function is None:
             body, forwards = module_statements(tree), module.models
         elif runs_without_grad(function):
