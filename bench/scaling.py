@@ -4,7 +4,7 @@
 
 Each axis generates training files that differ only in how much of one thing they hold (statements
 in the loop body, sequential `if`s around events, nested loops, helpers called in a chain,
-optimizers, branches of an `if/elif` chain, functions in the module) and times `check_source` on
+optimizers, branches of an `if/elif` chain, functions in the module; and flags each tested by two `if`s, which the builder follows arm by arm) and times `check_source` on
 each (the CPU time of this process, the median of --repeat runs: the machine may be shared, and
 CPU time is what other processes disturb least). It prints the time per size and the growth
 exponent: the least-squares slope of log(time) against log(size); 1 is linear. An axis whose
@@ -56,6 +56,19 @@ def sequential_ifs(size: int) -> str:
     return HEADER + training_function(body)
 
 
+def correlated_ifs(size: int) -> str:
+    """`size` flags, each tested twice around events (`if args.amp:` ... `if args.amp:`): the builder
+    splits the rest of the block at each one, so that both ifs take the same arm."""
+    body = ["loss = model(inputs, targets)"]
+    for n in range(size):
+        body += [f"if args.flag_{n}:", f"    loss = loss * {n + 2}"]
+    body.append("loss.backward()")
+    for n in range(size):
+        body += [f"if args.flag_{n}:", "    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)"]
+    body += ["optimizer_0.step()", "optimizer_0.zero_grad()"]
+    return HEADER + training_function(body)
+
+
 def nested_loops(size: int) -> str:
     lines = ["def train(model, loader, args):"]
     lines.append("    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)")
@@ -102,7 +115,8 @@ def module_functions(size: int) -> str:
 AXES: dict[str, tuple[Callable[[int], str], list[int]]] = {
     "loop statements": (loop_statements, [100, 200, 400, 800, 1600]),
     "sequential ifs": (sequential_ifs, [25, 50, 100, 200, 400]),
-    "nested loops": (nested_loops, [5, 10, 20, 40, 80]),
+    "correlated ifs": (correlated_ifs, [2, 3, 4, 5, 6, 7, 8]),
+    "nested loops": (nested_loops, [2, 4, 6, 8, 10]),
     "helper chain": (helper_chain, [10, 20, 40, 80, 160]),
     "optimizers": (optimizers, [4, 8, 16, 32, 64]),
     "elif chain": (elif_chain, [25, 50, 100, 200, 400]),
