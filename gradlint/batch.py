@@ -48,27 +48,27 @@ def check_paths(
 
     With a cache, a file whose stat is the one its index entry holds is answered without reading
     it (but for the snippets under its findings)."""
-    if cache is None:
-        answers: list[Checked | None] = [None] * len(work)
-        programs, alone = plan_programs(work, answers)
-        alone_results = check_in_processes([work[i] for i in alone], jobs, None, stdin_name)
-        return merged(work, programs, alone_results, alone)
-    index = cache.load_index()
-    stamps = [None if path == STDIN else stamp_of(path, codes) for path, codes in work]
-    answers = [answer_from_index(path, stamp, index, cache) for (path, _), stamp in zip(work, stamps)]
+    index = cache.load_index() if cache is not None else None
+    stamps = [None if path == STDIN or index is None else stamp_of(path, codes) for path, codes in work]
+    answers = [
+        answer_from_index(path, stamp, index, cache) if index is not None and cache is not None else None
+        for (path, _), stamp in zip(work, stamps)
+    ]
     programs, alone = plan_programs(work, answers)
     checked = iter(check_in_processes([work[i] for i in alone], jobs, cache, stdin_name))
     for number in alone:
         answer, key = next(checked)
-        path, _ = work[number]
-        if stamps[number] is not None and key is not None:
-            index.record(path, stamps[number], key)
+        stamp = stamps[number]
+        if index is not None and stamp is not None and key is not None:
+            index.record(work[number][0], stamp, key)
         answers[number] = answer
     for program in programs:
         for number, answer in zip(program.members, check_program_work(work, program, cache)):
             answers[number] = answer
-            index.forget(work[number][0])  # its result depends on other files: read it again next time
-    index.save()
+            if index is not None:
+                index.forget(work[number][0])  # its result depends on other files: read it again next time
+    if index is not None:
+        index.save()
     return [answer for answer in answers if answer is not None]
 
 
@@ -199,21 +199,6 @@ def program_keys(
     parts += [f"{work[n][0]}\0{','.join(sorted(work[n][1]))}" for n in program.members]
     shared = cache.key("\0\0".join(parts).encode(), (), False)
     return [hashlib.sha256(f"{shared}\0{work[n][0]}".encode()).hexdigest() for n in program.members]
-
-
-def merged(
-    work: Sequence[tuple[str, frozenset[str]]],
-    programs: list[ProgramWork],
-    alone_results: list[tuple[Checked, str | None]],
-    alone: list[int],
-) -> list[Checked]:
-    answers: list[Checked | None] = [None] * len(work)
-    for number, (checked, _) in zip(alone, alone_results):
-        answers[number] = checked
-    for program in programs:
-        for number, answer in zip(program.members, check_program_work(work, program)):
-            answers[number] = answer
-    return [answer for answer in answers if answer is not None]
 
 
 def answer_from_index(path: str, stamp: Stamp | None, index: StatIndex, cache: Cache) -> Checked | None:

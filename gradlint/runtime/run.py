@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
 
-from gradlint.checker import FileResult, SourceError, check_source
-from gradlint.files import STDIN, read_source
+from gradlint.checker import FileResult, SourceError
+from gradlint.files import STDIN
 from gradlint.notebooks import is_notebook
 from gradlint.report import format_json, format_text
 from gradlint.runtime import ranks
